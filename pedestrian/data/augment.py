@@ -1,0 +1,55 @@
+"""Data augmentation with albumentations (the lecture's third fix for overfitting).
+
+Pipelines work on uint8 HWC numpy images, before normalisation, so the model still sees inputs normalised
+exactly once (in the datamodule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import albumentations as A
+import numpy as np
+
+PIPELINES = ("basic",)
+
+
+def basic(size: int, seed: int = 0) -> A.Compose:
+    """Mild, label-preserving changes: a pedestrian mirrored, shifted or recoloured is still a pedestrian."""
+    return A.Compose(seed=seed, transforms=[
+        A.HorizontalFlip(p=0.5),
+        A.Affine(translate_percent=(-0.08, 0.08), scale=(0.9, 1.1), rotate=(-5, 5), border_mode=0, p=0.7),
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+    ])
+
+
+def build(name: str | None, size: int, seed: int = 0) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A callable image -> image for the named pipeline, or None. Seeded: same seed, same augmentations."""
+    if name is None:
+        return None
+    if name not in PIPELINES:
+        raise ValueError(f"data.augment={name!r} is not one of {PIPELINES} (or null)")
+    pipe = {"basic": basic}[name](size, seed)
+    return lambda img: pipe(image=img)["image"]
+
+
+def night(seed: int = 0) -> A.Compose:
+    """Synthetic low light (the night_synth stage): darker, gamma-crushed, colour cast, sensor noise, blur."""
+    return A.Compose(seed=seed, transforms=[
+        A.RandomBrightnessContrast(brightness_limit=(-0.6, -0.35), contrast_limit=(-0.5, -0.2), p=1.0),
+        A.RandomGamma(gamma_limit=(140, 260), p=1.0),
+        A.RGBShift(r_shift_limit=(-10, 25), g_shift_limit=(-15, 10), b_shift_limit=(-20, 25), p=0.8),
+        A.GaussNoise(std_range=(0.03, 0.08), p=1.0),
+        A.Blur(blur_limit=(3, 3), p=0.3),
+    ])
+
+
+def build_night_synth(fraction: float, seed: int = 0) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Darken each day image with probability `fraction` (data.night_synth), drawn from a seeded stream."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"data.night_synth={fraction} must lie in [0, 1]")
+    pipe, rng = night(seed), np.random.default_rng(seed)
+
+    def apply(img: np.ndarray, index: int) -> np.ndarray:
+        return pipe(image=img)["image"] if rng.random() < fraction else img
+    return apply

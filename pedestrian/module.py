@@ -1,0 +1,98 @@
+"""The LightningModule: cross-entropy on logits, error rates on the lecture's four evaluation sets."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from pedestrian.data.datamodule import EVAL_SPLITS
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "onecycle")
+
+
+class ErrorRate(Metric):
+    """Fraction misclassified; summed counts, so it reduces exactly across DDP processes."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("wrong", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, target: Tensor) -> None:
+        self.wrong += (logits.argmax(dim=1) != target).sum()
+        self.total += target.numel()
+
+    def compute(self) -> Tensor:
+        return self.wrong.float() / self.total.clamp(min=1)
+
+
+def build_optimizer(params, cfg: DictConfig | dict) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD by name (the lecture tunes the optimizer and its betas like any hyperparameter)."""
+    name, lr, wd = cfg["name"], float(cfg["lr"]), float(cfg.get("weight_decay", 0.0))
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]), weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg["betas"]), weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd, nesterov=True)
+    raise ValueError(f"optim.name={name!r} is not one of {OPTIMIZERS}")
+
+
+class Classifier(L.LightningModule):
+    """Wraps any nn.Module that maps NCHW floats to class logits."""
+
+    def __init__(self, model: nn.Module, optim: DictConfig | dict, channels_last: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.optim_cfg = dict(optim)
+        self.channels_last = channels_last
+        self.train_error = ErrorRate()
+        self.eval_error = nn.ModuleDict({f"{s}_set": ErrorRate() for s in EVAL_SPLITS})  # "train" is taken
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def loss_fn(self, logits: Tensor, y: Tensor) -> Tensor:
+        # Logits straight into cross-entropy: it applies log-softmax itself (feeding it softmax is a classic bug).
+        return F.cross_entropy(logits, y)
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y, _ = batch
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        self.train_error(logits.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/running_error", self.train_error, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, y, _ = batch
+        split = EVAL_SPLITS[dataloader_idx]
+        logits = self(x)
+        self.eval_error[f"{split}_set"](logits, y)
+        kw = dict(on_step=False, on_epoch=True, add_dataloader_idx=False, batch_size=len(y))
+        self.log(f"{split}/loss", F.cross_entropy(logits, y), **kw)
+        self.log(f"{split}/error", self.eval_error[f"{split}_set"], prog_bar=split == "train_val", **kw)
+
+    def configure_optimizers(self):
+        opt = build_optimizer(self.model.parameters(), self.optim_cfg)
+        sched = self.optim_cfg.get("scheduler", "none")
+        if sched == "none":
+            return opt
+        if sched == "cosine":
+            epochs = max(1, int(self.trainer.max_epochs or 1))
+            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)}
+        if sched == "onecycle":
+            steps = int(self.trainer.estimated_stepping_batches)
+            s = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(self.optim_cfg["lr"]), total_steps=steps)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "step"}}
+        raise ValueError(f"optim.scheduler={sched!r} is not one of {SCHEDULERS}")

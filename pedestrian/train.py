@@ -1,0 +1,195 @@
+"""Run one stage: data, model, loggers, trainer; fit; evaluate on the four sets; decompose; log; write JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from pedestrian import loggers as loggers_lib
+from pedestrian.config import validate
+from pedestrian.data.datamodule import EVAL_SPLITS, ArrayDataModule
+from pedestrian.evaluate import bias_variance
+from pedestrian.module import Classifier
+
+console = Console()
+
+
+def machine() -> str:
+    """The machine a figure came from, as reports print it."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (x{torch.cuda.device_count()})"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU"
+
+
+def _trainer_cfg(cfg: DictConfig) -> tuple[dict, dict]:
+    """Split trainer config into Trainer kwargs and our extras; fall back to CPU when no GPU is present."""
+    tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    extras = tcfg.pop("extras", {}) or {}
+    if tcfg.get("accelerator") == "gpu" and not torch.cuda.is_available():
+        console.print("[yellow]trainer=gpu asked for a GPU but torch sees none: running on the CPU "
+                      "(fp32, no channels_last). The code path is the same.[/yellow]")
+        tcfg.update(accelerator="cpu", precision="32-true", benchmark=False)
+        extras["channels_last"] = False
+    return tcfg, extras
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Start from another run's weights (fine-tuning): only the model's tensors, loaded safely."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"stage.init_from={str(path)!r}: no such checkpoint")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")} or state
+    model.load_state_dict(state)
+
+
+@torch.no_grad()
+def predict(module: Classifier, dm: ArrayDataModule, split: str) -> np.ndarray:
+    """P(pedestrian) for every image of an evaluation split, in order, in eval mode."""
+    module.eval()
+    out = []
+    for x, _, _ in dm.eval_dataloader(split):
+        x = dm.normalize(x.to(module.device))
+        out.append(torch.softmax(module(x).float(), dim=1)[:, 1].cpu())
+    return torch.cat(out).numpy()
+
+
+def evaluate(module: Classifier, dm: ArrayDataModule, goal: float) -> tuple[dict, dict[str, np.ndarray]]:
+    """Errors on the four sets from one pass each, the decomposition, and the raw predictions."""
+    preds, errors = {}, {}
+    for split in EVAL_SPLITS:
+        ds = dm.eval_dataset(split)
+        p = predict(module, dm, split)
+        preds[split] = p
+        errors[split] = float(((p >= 0.5).astype(np.int64) != ds.labels).mean())
+    return bias_variance.summarize(errors, goal), preds
+
+
+def save_predictions(path: Path, dm: ArrayDataModule, preds: dict[str, np.ndarray]) -> None:
+    """predictions.npz: per split the probabilities, labels and every attribute (for error analysis)."""
+    arrays = {}
+    for split, p in preds.items():
+        arr = dm.splits[split]
+        arrays[f"{split}/prob"] = p
+        for name, col in arr.attrs.items():
+            arrays[f"{split}/{name}"] = np.asarray(col)[: len(p)]
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def log_to_wandb(wandb_logger, summary: dict, dm: ArrayDataModule, preds: dict[str, np.ndarray], n_images: int) -> None:
+    """Decomposition in the run summary, misclassified validation images (with attributes) as a table."""
+    import wandb
+
+    run = wandb_logger.experiment
+    flat = {f"final/{k}_error": v for k, v in summary["errors"].items()}
+    flat.update({f"final/{k}": v for k, v in summary["terms"].items()})
+    flat.update({"final/goal_error": summary["goal"], "final/recommendation": summary["recommendation"]["term"]})
+    run.summary.update(flat)
+    attrs = list(dm.splits["test_val"].attrs)
+    table = wandb.Table(columns=["split", "index", "image", "p_pedestrian", *attrs])
+    for split in ("train_val", "test_val"):
+        arr, p = dm.splits[split], preds[split]
+        wrong = np.flatnonzero((p >= 0.5).astype(np.int64) != arr.attrs["label"][: len(p)])[: n_images // 2]
+        for i in wrong:
+            table.add_data(split, int(i), wandb.Image(arr.images[i]), float(p[i]),
+                           *[float(arr.attrs[a][i]) for a in attrs])
+    run.log({"misclassified": table})
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train and evaluate one stage; returns (and writes to run_dir/results.json) the lecture's table."""
+    validate(cfg)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    L.seed_everything(cfg.seed, workers=True)
+    tcfg, extras = _trainer_cfg(cfg)
+    if extras.get("threads"):
+        torch.set_num_threads(int(extras["threads"]))
+
+    dm: ArrayDataModule = instantiate(cfg.data)
+    dm.setup()
+    model = instantiate(cfg.model, in_channels=dm.in_channels, num_classes=dm.num_classes, image_size=dm.image_size)
+    if cfg.stage.get("init_from"):
+        load_weights(model, cfg.stage.init_from)
+    if extras.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+    module = Classifier(model, cfg.optim, channels_last=bool(extras.get("channels_last")))
+    if extras.get("compile"):
+        module.model = torch.compile(module.model)
+
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="train_val/error",
+                           mode="min", save_last=True, auto_insert_metric_name=False)
+    callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch")]
+    if sys.stdout.isatty():
+        callbacks.append(RichProgressBar())
+    loggers = loggers_lib.build(cfg, run_dir)
+    trainer: L.Trainer = instantiate(tcfg, logger=loggers or False, callbacks=callbacks,
+                                     default_root_dir=str(run_dir), _convert_="all")
+
+    wl = loggers_lib.wandb_logger(loggers)
+    try:
+        result = _fit_and_evaluate(cfg, trainer, module, dm, ckpt, run_dir, start)
+        if wl is not None and trainer.is_global_zero and not tcfg.get("fast_dev_run"):
+            log_to_wandb(wl, result, dm, result.pop("_preds"), int(cfg.logger.wandb.max_error_images))
+        result.pop("_preds", None)
+    except BaseException:
+        if wl is not None:
+            import wandb
+
+            wandb.finish(exit_code=1)  # the W&B run is recorded as failed, not left open
+        raise
+    if wl is not None:
+        import wandb
+
+        wandb.finish()  # so multiruns and ladders stay separate runs
+    return result
+
+
+def _fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, module: Classifier, dm: ArrayDataModule,
+                      ckpt: ModelCheckpoint, run_dir: Path, start: float) -> dict:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume_from = str(last) if cfg.get("resume") and last.exists() else None
+    if resume_from:
+        console.print(f"resuming from {resume_from}")
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+
+    best = ckpt.best_model_path
+    if best:
+        load_weights(module.model, best)
+    summary, preds = evaluate(module, dm, float(cfg.goal_error))
+    result = {
+        "stage": cfg.stage.name, **summary,
+        "n": {s: len(dm.eval_dataset(s)) for s in EVAL_SPLITS} | {"train_total": len(dm.train_images_labels()[1])},
+        "epochs": int(trainer.current_epoch), "best_checkpoint": best or None,
+        "wall_time_s": round(time.time() - start, 2), "machine": machine(), "seed": int(cfg.seed),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    if trainer.is_global_zero:
+        write_json(run_dir / "results.json", result)
+        save_predictions(run_dir / "predictions.npz", dm, preds)
+        title = f"{cfg.stage.name}: bias-variance (goal {cfg.goal_error:.1%})"
+        console.print(bias_variance.table(summary, title=title))
+        console.print(f"results: {run_dir / 'results.json'}")
+    return result | {"_preds": preds}
