@@ -12,6 +12,8 @@ import traceback
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -22,15 +24,19 @@ def main(cfg: DictConfig) -> float:
     from pedestrian.config import ConfigError
     from pedestrian.train import run
 
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    if multirun and not any(o.split("=")[0].lstrip("+~") == "group" for o in hc.overrides.task):
+        cfg.group = Path(hc.sweep.dir).name  # one W&B group per sweep (${now:...} would differ from job to job)
     if cfg.get("print_config"):
         print(OmegaConf.to_yaml(cfg, resolve=False))
     try:
         result = run(cfg)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        sys.exit(2)
     except Exception as e:
-        run_dir = Path(str(cfg.run_dir))
+        if isinstance(e, ConfigError) and not multirun:
+            print(f"config error: {e}", file=sys.stderr)
+            sys.exit(2)
+        run_dir = Path(str(cfg.run_dir))  # a sweep's bad value fails its own job only, recorded like a crash
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "failed.json").write_text(json.dumps(
             {"stage": str(cfg.stage.name), "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()},

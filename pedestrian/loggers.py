@@ -37,7 +37,8 @@ def build(cfg: DictConfig, run_dir: Path) -> list[Logger]:
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("WANDB_CONSOLE", "off")
         loggers.append(WandbLogger(
-            project=wcfg.project, entity=wcfg.get("entity"), name=cfg.stage.name, job_type=cfg.stage.name,
+            project=wcfg.project, entity=wcfg.get("entity"), name=wcfg.get("name") or cfg.stage.name,
+            job_type=wcfg.get("job_type") or cfg.stage.name,  # a search's trials: its own name, job_type=trial
             group=str(cfg.group), tags=[cfg.stage.name, *cfg.get("tags", [])], save_dir=str(run_dir),
             mode=wandb_mode(wcfg.mode), id=wandb_run_id(run_dir), resume="allow",
             log_model=bool(wcfg.log_model), config=OmegaConf.to_container(cfg, resolve=True),

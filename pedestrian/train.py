@@ -17,10 +17,12 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from pedestrian import fault
 from pedestrian import loggers as loggers_lib
 from pedestrian.config import validate
+from pedestrian.data import gpu_data
 from pedestrian.data.datamodule import EVAL_SPLITS, ArrayDataModule
-from pedestrian.evaluate import bias_variance
+from pedestrian.evaluate import bias_variance, error_analysis
 from pedestrian.module import Classifier
 
 console = Console()
@@ -50,7 +52,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"stage.init_from={str(path)!r}: no such checkpoint")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = fault.load_checkpoint(path)  # verified (a truncated file is reported), weights only
     state = state.get("state_dict", state)
     state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")} or state
     model.load_state_dict(state)
@@ -115,21 +117,17 @@ def log_to_wandb(wandb_logger, summary: dict, dm: ArrayDataModule, preds: dict[s
             table.add_data(split, int(i), wandb.Image(arr.images[i]), float(p[i]),
                            *[float(arr.attrs[a][i]) for a in attrs])
     run.log({"misclassified": table})
+    error_analysis.log_wandb(run, dm, preds)  # the slice table, with thumbnails of each slice's errors
 
 
-def run(cfg: DictConfig) -> dict:
-    """Train and evaluate one stage; returns (and writes to run_dir/results.json) the lecture's table."""
-    validate(cfg)
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    L.seed_everything(cfg.seed, workers=True)
-    tcfg, extras = _trainer_cfg(cfg)
-    if extras.get("threads"):
-        torch.set_num_threads(int(extras["threads"]))
-
-    dm: ArrayDataModule = instantiate(cfg.data)
-    dm.setup()
+def build(cfg: DictConfig, dm: ArrayDataModule | None = None,
+          extras: dict | None = None) -> tuple[ArrayDataModule, Classifier]:
+    """The datamodule (set up) and the LightningModule of a stage, as a run (and the doctor) uses them.
+    A `+bug=NAME` (the doctor's bug zoo) is injected here, so training runs get it too."""
+    extras = _trainer_cfg(cfg)[1] if extras is None else extras
+    if dm is None:
+        dm = instantiate(cfg.data)
+        dm.setup()
     model = instantiate(cfg.model, in_channels=dm.in_channels, num_classes=dm.num_classes, image_size=dm.image_size)
     if cfg.stage.get("init_from"):
         load_weights(model, cfg.stage.init_from)
@@ -138,15 +136,35 @@ def run(cfg: DictConfig) -> dict:
     module = Classifier(model, cfg.optim, channels_last=bool(extras.get("channels_last")))
     if extras.get("compile"):
         module.model = torch.compile(module.model)
+    if cfg.get("bug"):
+        from pedestrian.doctor import bugs
 
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="train_val/error",
-                           mode="min", save_last=True, auto_insert_metric_name=False)
-    callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch")]
-    if sys.stdout.isatty():
-        callbacks.append(RichProgressBar())
+        bugs.inject(cfg.bug, module, dm)
+        console.print(f"[bold red]bug injected on purpose: {cfg.bug.name}[/bold red] (pedestrian/doctor/bugs.py)")
+    return dm, module
+
+
+def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict:
+    """Train and evaluate one stage; returns (and writes to run_dir/results.json) the lecture's table.
+    `callbacks`: extra Lightning callbacks for this run's Trainer."""
+    validate(cfg)
+    run_dir = fault.resolve_run_dir(cfg)  # resume=auto may continue an interrupted run's folder
+    if str(run_dir) != str(cfg.run_dir):
+        cfg.run_dir = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    L.seed_everything(cfg.seed, workers=True)
+    tcfg, extras = _trainer_cfg(cfg)
+    if extras.get("threads"):
+        torch.set_num_threads(int(extras["threads"]))
+
+    dm, module = build(cfg, extras=extras)
+    if hasattr(dm, "write_record"):  # folder data: skipped_files.json (never silent) + data.json (file per row)
+        dm.write_record(run_dir)
+
+    gpu_data.apply(dm, extras)  # loader workers; optionally the training set resident on the GPU
     loggers = loggers_lib.build(cfg, run_dir)
-    trainer: L.Trainer = instantiate(tcfg, logger=loggers or False, callbacks=callbacks,
-                                     default_root_dir=str(run_dir), _convert_="all")
+    trainer, ckpt = build_trainer(tcfg, run_dir, loggers, callbacks)
 
     wl = loggers_lib.wandb_logger(loggers)
     try:
@@ -167,13 +185,32 @@ def run(cfg: DictConfig) -> dict:
     return result
 
 
+def build_trainer(tcfg: dict, run_dir: Path, loggers: list, callbacks: list | tuple = ()
+                  ) -> tuple[L.Trainer, ModelCheckpoint]:
+    """The Trainer every run uses: best/last checkpoints written atomically and verified on load, a clean stop
+    on SIGTERM/Ctrl-C, the NaN guard, and a progress bar only on a terminal (never one line per step in logs)."""
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="train_val/error",
+                           mode="min", save_last=True, auto_insert_metric_name=False)
+    tty = sys.stdout.isatty()
+    callbacks = [ckpt, *fault.callbacks(), *callbacks]
+    if loggers:  # (LearningRateMonitor refuses a Trainer without a logger)
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if tty:
+        callbacks.append(RichProgressBar())
+    trainer: L.Trainer = instantiate({"enable_progress_bar": tty, **tcfg}, logger=loggers or False,
+                                     callbacks=callbacks, plugins=[fault.SafeCheckpointIO()],
+                                     default_root_dir=str(run_dir), _convert_="all")
+    return trainer, ckpt
+
+
 def _fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, module: Classifier, dm: ArrayDataModule,
                       ckpt: ModelCheckpoint, run_dir: Path, start: float) -> dict:
-    last = run_dir / "checkpoints" / "last.ckpt"
-    resume_from = str(last) if cfg.get("resume") and last.exists() else None
-    if resume_from:
-        console.print(f"resuming from {resume_from}")
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+    resume_from = fault.resume_checkpoint(cfg, run_dir)
+    fault.mark_running(run_dir)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+    finally:
+        fault.mark_stopped(run_dir)
 
     best = ckpt.best_model_path
     if best:
@@ -189,6 +226,7 @@ def _fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, module: Classifier, d
     if trainer.is_global_zero:
         write_json(run_dir / "results.json", result)
         save_predictions(run_dir / "predictions.npz", dm, preds)
+        error_analysis.analyze_run(run_dir, console)  # error_analysis.json/.md: test-val vs train-val by slice
         title = f"{cfg.stage.name}: bias-variance (goal {cfg.goal_error:.1%})"
         console.print(bias_variance.table(summary, title=title))
         console.print(f"results: {run_dir / 'results.json'}")

@@ -11,13 +11,15 @@ Splits (the lecture's two validation sets):
 
 from __future__ import annotations
 
+import os
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pedestrian.data import augment as augment_lib
 from pedestrian.data.cache import SceneArrays, load_or_render
@@ -54,6 +56,92 @@ class ArrayDataset(Dataset):
 
 def _collate(batch):  # __getitems__ already returns a batch
     return batch
+
+
+class TrainDataset(ArrayDataset):
+    """Training images whose augmentation is drawn from a pipeline seeded by the batch's indices, so by (seed,
+    epoch, position): a resumed run, or a loader worker, augments exactly as one uninterrupted process would."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, make_transform: Callable[[int], Callable],
+                 seed: int) -> None:
+        super().__init__(images, labels)
+        self.make_transform, self.seed = make_transform, seed
+
+    def __getitems__(self, idx: list[int]):
+        self.transform = self.make_transform(zlib.crc32(np.asarray(idx, dtype=np.int64).tobytes(), self.seed))
+        return super().__getitems__(idx)
+
+
+def epoch_seed(*keys: int) -> int:
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+class EpochSampler(DistributedSampler):
+    """The training order: a permutation that is a function of (seeds, epoch) alone, sharded over DDP ranks
+    (padded so every rank steps the same number of times), resumable mid-epoch (`skip` samples already trained
+    on). Being a DistributedSampler, Lightning leaves it in place under DDP."""
+
+    def __init__(self, n: int, seeds: tuple[int, ...], rank: int = 0, world: int = 1) -> None:
+        super().__init__(range(n), num_replicas=world, rank=rank, shuffle=True, drop_last=False)
+        self.seeds, self.skip = seeds, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0
+        self.epoch = epoch
+
+    def __iter__(self):
+        n = len(self.dataset)
+        g = torch.Generator().manual_seed(epoch_seed(*self.seeds, self.epoch))
+        order = torch.randperm(n, generator=g).tolist()
+        order = (order * (self.total_size // n + 1))[: self.total_size]
+        mine = order[self.rank:self.total_size:self.num_replicas]
+        skip, self.skip = self.skip, 0
+        return iter(mine[skip:])
+
+
+class ShardSampler(DistributedSampler):
+    """Evaluation under DDP: rank r takes every world-th image from r, no padding, so no image is counted twice
+    and the summed ErrorRate counts equal one process's."""
+
+    def __init__(self, n: int, rank: int, world: int) -> None:
+        super().__init__(range(n), num_replicas=world, rank=rank, shuffle=False)
+        self.mine = range(rank, n, world)
+
+    def __iter__(self):
+        return iter(self.mine)
+
+    def __len__(self) -> int:
+        return len(self.mine)
+
+
+class ResumableEpoch:
+    """What Lightning checkpoints of a training loader (it calls state_dict/load_state_dict on loaders that have
+    them): the epoch and how many of its batches were handed out; on load the sampler skips those."""
+
+    sampler: EpochSampler
+    batch_size: int
+    batches_done: int = 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.sampler.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        epoch, done = int(state["epoch"]), int(state["batches_done"])
+        if done >= len(self):  # saved at the end of an epoch: the next one starts from its beginning
+            epoch, done = epoch + 1, 0
+        self.sampler.set_epoch(epoch)
+        self.sampler.skip = done * self.batch_size
+
+
+class TrainLoader(ResumableEpoch, DataLoader):
+    """The training DataLoader, resumable mid-epoch."""
+
+    def __iter__(self):
+        self.batches_done = self.sampler.skip // self.batch_size
+        for batch in super().__iter__():
+            self.batches_done += 1
+            yield batch
 
 
 class ArrayDataModule(L.LightningDataModule):
@@ -100,13 +188,17 @@ class ArrayDataModule(L.LightningDataModule):
         night = np.concatenate([p.attrs.get("night", np.zeros(len(p))) for p in parts])
         return images, labels, night
 
-    def train_transform(self) -> Callable[[np.ndarray, int], np.ndarray] | None:
-        """Augmentation (augment stage) and synthetic night (night_synth stage), applied per sample."""
-        aug = augment_lib.build(self.augment, self.image_size, self.seed)
-        night = augment_lib.build_night_synth(self.night_synth, self.seed) if self.night_synth > 0 else None
+    def train_transform(self, seed: int | None = None) -> Callable[[np.ndarray, int], np.ndarray] | None:
+        """Augmentation (augment stage) and synthetic night (night_synth stage), applied per sample; `seed`
+        (default data.seed) seeds both pipelines (the training loader passes one per batch)."""
+        seed = self.seed if seed is None else seed
+        aug = augment_lib.build(self.augment, self.image_size, seed)
+        night = augment_lib.build_night_synth(self.night_synth, seed) if self.night_synth > 0 else None
         if aug is None and night is None:
             return None
-        _, _, is_night = self.train_images_labels()
+        if getattr(self, "_is_night", None) is None:
+            self._is_night = self.train_images_labels()[2]
+        is_night = self._is_night
 
         def transform(img: np.ndarray, i: int) -> np.ndarray:
             if night is not None and not is_night[i]:
@@ -114,13 +206,26 @@ class ArrayDataModule(L.LightningDataModule):
             return aug(img) if aug is not None else img
         return transform
 
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer  # set while a Trainer uses this datamodule
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_sampler(self, n: int) -> EpochSampler:
+        """Order from (data seed, training seed, epoch) only, so resuming or re-running never changes it."""
+        train_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the training seed (L.seed_everything sets it)
+        return EpochSampler(n, (self.seed, train_seed), *self._rank_world())
+
     def train_dataloader(self) -> DataLoader:
         images, labels, _ = self.train_images_labels()
-        ds = ArrayDataset(images, labels, self.train_transform())
-        g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=g, collate_fn=_collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          pin_memory=torch.cuda.is_available())
+        if self.train_transform() is not None:
+            ds = TrainDataset(images, labels, self.train_transform, self.seed)
+        else:
+            ds = ArrayDataset(images, labels)
+        sampler = self.train_sampler(len(ds))
+        return TrainLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=_collate,
+                           generator=torch.Generator().manual_seed(epoch_seed(*sampler.seeds)),
+                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                           pin_memory=torch.cuda.is_available())
 
     def eval_dataset(self, split: str) -> ArrayDataset:
         arr = self.splits[split]
@@ -132,7 +237,11 @@ class ArrayDataModule(L.LightningDataModule):
                           collate_fn=_collate, num_workers=0)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self.eval_dataloader(s) for s in EVAL_SPLITS]
+        rank, world = self._rank_world()
+        if world == 1:
+            return [self.eval_dataloader(s) for s in EVAL_SPLITS]
+        return [DataLoader(ds, batch_size=self.eval_batch_size, sampler=ShardSampler(len(ds), rank, world),
+                           collate_fn=_collate) for ds in map(self.eval_dataset, EVAL_SPLITS)]
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y, idx = batch
@@ -141,8 +250,10 @@ class ArrayDataModule(L.LightningDataModule):
     # -- the one place inputs are normalised ------------------------------------------------------------
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW -> float, standardised with the train-set mean/std (mode 'once'; the bug zoo flips it)."""
-        x = x.float().div_(255.0)
         times = NORMALIZE_MODES.index(self.normalize_mode)
+        if times == 0:
+            return x.float()  # 'none', the bug zoo's forgotten normalisation: raw 0..255 values reach the net
+        x = x.float().div_(255.0)
         mean = self.mean.to(x.device).view(1, -1, 1, 1)
         std = self.std.to(x.device).view(1, -1, 1, 1)
         for _ in range(times):

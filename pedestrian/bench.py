@@ -1,0 +1,256 @@
+"""`python -m pedestrian.bench`: how fast the project renders and trains, in one run.
+
+1. The renderer: images/s on one core at 32 and 64 px (target: >= 2,000/s/core at 64 px).
+2. Training throughput of each stage's model (lenet, deeper = ConvNet, resnet): our real Lightning path (the
+   Classifier and the Trainer exactly as train.run builds them: checkpoints, NaN guard, loggers) against a bare
+   PyTorch loop with the same model, the same in-memory batches and the same optimizer, as images/s and their
+   ratio (target >= 0.95 on the CPU). Timed: the training batches of each epoch after a warm-up epoch, from the
+   epoch's first batch to its last optimizer step (validation runs, one batch, but is not timed; neither loop
+   does it in the bare version). Paths alternate, best of --repeats.
+3. On a GPU, each option of trainer=gpu / gpu_fast added in turn, both paths: fp32, bf16 autocast, channels_last,
+   the training set resident on the GPU (pedestrian/data/gpu_data.py), torch.compile.
+
+    python -m pedestrian.bench                        # CPU: profile cpu; GPU: profile full and the variants
+    python -m pedestrian.bench --out experiments      # also experiments/bench-<machine>-<date>.json and .md
+    python -m pedestrian.bench --stages lenet --epochs 1 --repeats 1 --profile tiny   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from pedestrian.data.gpu_data import DeviceBatches
+from pedestrian.module import build_optimizer
+from pedestrian.train import _trainer_cfg, build, build_trainer, machine
+
+console = Console()
+STAGES = ("lenet", "deeper", "resnet")
+# Each GPU variant adds one option to the previous one (name -> config overrides).
+GPU_VARIANTS = {
+    "fp32": ["trainer=gpu", "trainer.precision=32-true", "trainer.extras.channels_last=false"],
+    "+bf16": ["trainer=gpu", "trainer.precision=bf16-mixed", "trainer.extras.channels_last=false"],
+    "+channels_last": ["trainer=gpu", "trainer.extras.channels_last=true"],
+    "+gpu_data": ["trainer=gpu", "trainer.extras.channels_last=true", "++trainer.extras.gpu_data=true"],
+    "+compile": ["trainer=gpu_fast"],
+}
+# On the CPU the real path is trainer=cpu; the other options can be exercised with --variants (the code path).
+CPU_VARIANTS = {
+    "fp32": ["trainer=cpu"],
+    "+channels_last": ["trainer=cpu", "trainer.extras.channels_last=true"],
+    "+device_data": ["trainer=cpu", "++trainer.extras.gpu_data=true"],
+    "+compile": ["trainer=cpu", "trainer.extras.compile=true"],
+}
+
+
+def compose(*overrides: str) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from pedestrian.__main__ import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# -- 1. the renderer --------------------------------------------------------------------------------------
+def bench_renderer(sizes: tuple[int, ...], n: int) -> dict[int, float]:
+    """Images/s of scenes.renderer_throughput in this process, pinned to one thread (so: per core)."""
+    import cv2
+
+    from pedestrian.data import scenes
+
+    cv2.setNumThreads(1)
+    return {size: scenes.renderer_throughput(size, n) for size in sizes}
+
+
+# -- 2. Lightning against a bare loop ---------------------------------------------------------------------
+class EpochTimer(L.Callback):
+    """(images, seconds) of each epoch's training batches: first batch start to last optimizer step."""
+
+    def __init__(self) -> None:
+        self.epochs: list[tuple[int, float]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        _sync(pl_module.device)
+        self.start, self.images = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.images += len(batch[1])
+        if batch_idx + 1 == trainer.num_training_batches:
+            _sync(pl_module.device)
+            self.epochs.append((self.images, time.perf_counter() - self.start))
+
+
+def lightning_epochs(cfg: DictConfig, epochs: int, run_dir: Path) -> list[tuple[int, float]]:
+    """Our training path: train.build + train.build_trainer, as train.run does, for `epochs` epochs."""
+    L.seed_everything(cfg.seed, workers=True)
+    tcfg, extras = _trainer_cfg(cfg)
+    tcfg.update(max_epochs=epochs, limit_val_batches=1, num_sanity_val_steps=0)
+    dm, module = build(cfg, extras=extras)
+    from pedestrian.data import gpu_data
+
+    gpu_data.apply(dm, extras)
+    timer = EpochTimer()
+    trainer, _ = build_trainer(tcfg, run_dir, [], [timer])
+    trainer.fit(module, datamodule=dm)
+    return timer.epochs
+
+
+def bare_epochs(cfg: DictConfig, epochs: int) -> list[tuple[int, float]]:
+    """The same model, batches and optimizer in a plain loop: normalise, forward, cross-entropy, step."""
+    L.seed_everything(cfg.seed, workers=True)
+    tcfg, extras = _trainer_cfg(cfg)
+    dm, module = build(cfg, extras=extras)
+    device = torch.device("cuda" if tcfg["accelerator"] == "gpu" else "cpu")
+    model = module.model.to(device).train()
+    opt = build_optimizer(model.parameters(), cfg.optim)
+    bf16 = str(tcfg.get("precision", "")).startswith("bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    if extras.get("gpu_data"):
+        images, labels, _ = dm.train_images_labels()
+        loader = DeviceBatches(images, labels, dm.batch_size, dm.train_sampler(len(labels)), device,
+                               augment=dm.augment is not None)
+    else:
+        loader = dm.train_dataloader()
+    out = []
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        _sync(device)
+        start, images = time.perf_counter(), 0
+        for x, y, _ in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = dm.normalize(x)
+            if extras.get("channels_last"):
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            images += len(y)
+        _sync(device)
+        out.append((images, time.perf_counter() - start))
+    return out
+
+
+def _rate(epochs: list[tuple[int, float]], warmup: int) -> float:
+    timed = epochs[warmup:]
+    return sum(n for n, _ in timed) / sum(t for _, t in timed)
+
+
+def bench_training(stages, variants: dict[str, list[str]], profile: str, epochs: int, repeats: int,
+                   extra: list[str], data_root: str) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for stage in stages:
+            for name, overrides in variants.items():
+                cfg = compose(f"+stage={stage}", f"profile={profile}", "logger=none", f"run_dir={tmp}/{stage}",
+                              f"data.root={data_root}", *overrides, *extra)
+                best = {"lightning": 0.0, "bare": 0.0}
+                for _ in range(repeats):  # alternate, so a burst of load elsewhere hits both
+                    best["bare"] = max(best["bare"], _rate(bare_epochs(cfg, 1 + epochs), 1))
+                    rate = _rate(lightning_epochs(cfg, 1 + epochs, Path(tmp) / stage / name), 1)
+                    best["lightning"] = max(best["lightning"], rate)
+                row = {"stage": stage, "model": cfg.model._target_.rsplit(".", 1)[-1], "variant": name,
+                       "image_size": int(cfg.data.image_size), "batch_size": int(cfg.data.batch_size),
+                       "lightning_img_s": round(best["lightning"], 1), "bare_img_s": round(best["bare"], 1),
+                       "ratio": round(best["lightning"] / best["bare"], 3)}
+                console.print(row)
+                rows.append(row)
+    return rows
+
+
+# -- report -----------------------------------------------------------------------------------------------
+def markdown(result: dict) -> str:
+    lines = [f"# Benchmark: {result['machine']}", "",
+             f"{result['date']}, host {result['host']}, torch {result['torch']}, {result['threads']} torch threads, "
+             f"load average {result['load_before']} before / {result['load_after']} after "
+             "(other processes on the machine slow both paths alike; compare ratios, not absolute figures).", "",
+             "## Renderer (one core)", "", "| size | images/s |", "|---|---|"]
+    lines += [f"| {s} px | {r:,.0f} |" for s, r in result["renderer"].items()]
+    lines += ["", f"## Training (profile {result['profile']}, best of {result['repeats']}, "
+              f"{result['epochs']} timed epochs after a warm-up)", "",
+              "| stage | model | variant | px | batch | Lightning img/s | bare img/s | ratio |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['stage']} | {r['model']} | {r['variant']} | {r['image_size']} | {r['batch_size']} | "
+              f"{r['lightning_img_s']:,.0f} | {r['bare_img_s']:,.0f} | {r['ratio']:.3f} |" for r in result["training"]]
+    return "\n".join(lines) + "\n"
+
+
+def table(result: dict) -> Table:
+    t = Table(title=f"training throughput, {result['machine']}")
+    for col in ("stage", "model", "variant", "Lightning img/s", "bare img/s", "ratio"):
+        t.add_column(col, justify="right" if "/s" in col or col == "ratio" else "left")
+    for r in result["training"]:
+        t.add_row(r["stage"], r["model"], r["variant"], f"{r['lightning_img_s']:,.0f}", f"{r['bare_img_s']:,.0f}",
+                  f"{r['ratio']:.3f}")
+    return t
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m pedestrian.bench", description=__doc__.split("\n")[0])
+    gpu = torch.cuda.is_available()
+    p.add_argument("--stages", default=",".join(STAGES), help="comma-separated stage names")
+    p.add_argument("--profile", default="full" if gpu else "cpu", help="data/model scale (conf/profile)")
+    p.add_argument("--variants", default=None, help=f"comma-separated, of {list(GPU_VARIANTS if gpu else CPU_VARIANTS)}"
+                   " (default: all on a GPU, fp32 on the CPU)")
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up epoch)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--render-n", type=int, default=1000, help="images per renderer measurement (0: skip)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--out", default=None, help="folder for bench-<machine>-<date>.json and .md (e.g. experiments)")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. data.n_train=2000")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    table_of = GPU_VARIANTS if gpu else CPU_VARIANTS
+    names = a.variants.split(",") if a.variants else (list(table_of) if gpu else ["fp32"])
+    unknown = [n for n in names if n not in table_of]
+    if unknown:
+        p.error(f"--variants {unknown}: not one of {list(table_of)}")
+
+    result = {"machine": machine(), "host": socket.gethostname(), "platform": platform.platform(),
+              "date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "load_before": [round(x, 2) for x in os.getloadavg()],
+              "profile": a.profile, "epochs": a.epochs, "repeats": a.repeats}
+    result["renderer"] = bench_renderer((32, 64), a.render_n) if a.render_n else {}
+    for size, rate in result["renderer"].items():
+        console.print(f"renderer {size} px: {rate:,.0f} images/s on one core")
+    result["training"] = bench_training(a.stages.split(","), {n: table_of[n] for n in names}, a.profile, a.epochs,
+                                        a.repeats, a.overrides, a.data_root)
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    console.print(table(result))
+    if a.out:
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = "bench-" + "".join(c if c.isalnum() else "-" for c in result["machine"]).strip("-")
+        stem = f"{stem}-{time.strftime('%Y%m%d-%H%M')}"
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+        (out / f"{stem}.md").write_text(markdown(result))
+        console.print(f"wrote {out / stem}.json and .md")
+    return result
+
+
+if __name__ == "__main__":
+    main()

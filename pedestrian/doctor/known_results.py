@@ -1,0 +1,200 @@
+"""Compare to a known result (lecture: the last sense check before making the model more complex).
+
+In the lecture's order of usefulness, what we can check offline:
+  * the same architecture on a benchmark it is known to solve: the handwritten digits that ship with
+    scikit-learn (1,797 8x8 images, 10 classes), upscaled to the stage's image size; "if it's not getting 99%
+    on MNIST there's probably some bug" - we ask for 97% on this smaller set after a short training;
+  * super simple baselines on the same data: predicting the majority class, and a linear model on the pixels.
+    "I've had examples where your model is actually doing worse than ... predicting the mean": at the very
+    least this tells you the model is learning anything at all.
+
+The model is trained by the real path (Lightning, the stage's datamodule, optimizer, augmentation, any +bug)
+for a short budget and scored on the train-val set (held out, training distribution), like the baselines.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from pedestrian.data.datamodule import ArrayDataModule
+from pedestrian.doctor.common import CheckResult
+
+FIXES = {
+    "no_better_than_majority": ["the model learns nothing beyond the class frequencies: check that images and "
+                                "labels are aligned (sorted file listings!) and visualise a batch with its labels",
+                                "then check the data pipeline and the loss; overfit a single batch first"],
+    "worse_than_linear": ["a linear model on raw pixels does better: look for a bug in the model or the training "
+                          "(normalisation, learning rate, loss), or train longer before concluding"],
+    "fails_known_benchmark": ["the same architecture and code cannot solve a benchmark it should: the bug is in "
+                              "the model or the training code, not in your data",
+                              "walk through the implementation line by line against a trusted one"],
+}
+
+
+# -- the baselines ----------------------------------------------------------------------------------------------
+def majority_baseline(train_labels: np.ndarray, eval_labels: np.ndarray) -> float:
+    """Accuracy of always predicting the most common training class."""
+    majority = np.bincount(np.asarray(train_labels, dtype=np.int64)).argmax()
+    return float((np.asarray(eval_labels) == majority).mean())
+
+
+def linear_baseline(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray,
+                    c: float = 0.01, seed: int = 0) -> float:
+    """Accuracy of a logistic regression on standardised raw pixels (scikit-learn), trained on train_x."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    flat = lambda a: np.asarray(a, dtype=np.float32).reshape(len(a), -1) / 255.0  # noqa: E731
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=300, random_state=seed))
+    model.fit(flat(train_x), np.asarray(train_y))
+    return float(model.score(flat(eval_x), np.asarray(eval_y)))
+
+
+# -- a known benchmark ------------------------------------------------------------------------------------------
+class DigitsDataModule(ArrayDataModule):
+    """scikit-learn's handwritten digits as an ArrayDataModule (same loaders, same normalisation), each 8x8
+    image upscaled to the stage's size and repeated over 3 channels, so the model is built exactly as for the
+    stage, with 10 classes. A seeded hold-out of `n_holdout` images is every evaluation split."""
+
+    def __init__(self, image_size: int = 32, batch_size: int = 32, n_holdout: int = 500, seed: int = 0,
+                 normalize: str = "once") -> None:
+        super().__init__(image_size=image_size, batch_size=batch_size, eval_train_max=n_holdout, seed=seed,
+                         normalize=normalize)
+        self.n_holdout, self.num_classes, self.in_channels = n_holdout, 10, 3
+
+    def load_splits(self) -> dict:
+        from sklearn.datasets import load_digits
+
+        from pedestrian.data.cache import SceneArrays
+
+        d = load_digits()
+        small = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
+        big = np.stack([cv2.resize(im, (self.image_size, self.image_size), interpolation=cv2.INTER_LINEAR)
+                        for im in small])
+        images = np.repeat(big[..., None], 3, axis=3)
+        labels = d.target.astype(np.int64)
+        order = np.random.default_rng(self.seed).permutation(len(labels))
+        hold, train = order[: self.n_holdout], order[self.n_holdout:]
+        split = lambda idx: SceneArrays(images=images[idx], attrs={"label": labels[idx]})  # noqa: E731
+        return {"train": split(train), **{s: split(hold) for s in ("train_val", "test_val", "test")}}
+
+
+# -- training by the real path ----------------------------------------------------------------------------------
+@torch.no_grad()
+def predict_classes(module, dm, split: str) -> np.ndarray:
+    """The predicted class of every image of an evaluation split: pedestrian.train.predict's steps (.eval(),
+    the datamodule's normalize), argmax instead of P(class 1) so it also serves the 10 digits."""
+    module.eval()
+    out = [module(dm.normalize(x.to(module.device))).argmax(1).cpu() for x, _, _ in dm.eval_dataloader(split)]
+    return torch.cat(out).numpy()
+
+
+def association_z(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Standard errors by which the accuracy exceeds that of predictions independent of the labels (with the
+    same class frequencies): ~N(0, 1) for a model that learned nothing, whatever its favourite class."""
+    labels, pred = np.asarray(labels), np.asarray(pred)
+    k = int(max(labels.max(), pred.max())) + 1
+    e0 = float(np.sum(np.bincount(labels, minlength=k) * np.bincount(pred, minlength=k))) / len(labels) ** 2
+    se = math.sqrt(max(e0 * (1 - e0), 1e-12) / len(labels))
+    return (float((pred == labels).mean()) - e0) / se
+
+
+class _ScoreEachEpoch(L.Callback):
+    """After every epoch: predictions on the held-out split; stop as soon as `good(pred)` (clean stages pass in
+    an epoch or two, a failing one gets the whole budget)."""
+
+    def __init__(self, dm, split: str, good) -> None:
+        self.dm, self.split, self.good, self.preds = dm, split, good, []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        was_training = pl_module.training
+        self.preds.append(predict_classes(pl_module, self.dm, self.split))
+        pl_module.train(was_training)
+        if self.good(self.preds[-1]):
+            trainer.should_stop = True
+
+
+def train_until(ctx, module, dm, max_epochs: int, good, split: str = "train_val",
+                max_samples: int | None = None) -> tuple[np.ndarray, int]:
+    """Fit `module` on `dm` with the stage's Trainer settings, at most max_epochs (and max_samples images per
+    epoch), until good(held-out predictions). Returns the last predictions and the epochs trained."""
+    n_train = len(dm.train_images_labels()[1])
+    batches = math.ceil(min(n_train, max_samples or n_train) / dm.batch_size)
+    cb = _ScoreEachEpoch(dm, split, good)
+    ctx.trainer(max_epochs=max_epochs, limit_train_batches=batches, limit_val_batches=0,
+                callbacks=[cb]).fit(module, datamodule=dm)
+    return cb.preds[-1], len(cb.preds)
+
+
+def digits_cfg(cfg: DictConfig) -> DictConfig:
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    out.stage.init_from = None  # a checkpoint of the 2-class model does not fit a 10-class head
+    return out
+
+
+def check(ctx) -> CheckResult:
+    from pedestrian.train import build
+
+    t0 = time.time()
+    s = ctx.settings.known
+    dm = ctx.dm
+    train_x, train_y, _ = dm.train_images_labels()
+    held = dm.eval_dataset("train_val")
+    y = held.labels
+    majority = majority_baseline(train_y, y)
+    n_lin = int(s.linear_n_train)
+    linear = linear_baseline(train_x[:n_lin], train_y[:n_lin], held.images, y, float(s.linear_c), int(ctx.cfg.seed))
+    z_min = float(s.z_min)
+
+    def beats_baselines(pred: np.ndarray) -> bool:
+        acc = float((pred == y).mean())
+        return acc > majority and acc > linear and association_z(pred, y) >= z_min
+
+    pred, epochs = train_until(ctx, ctx.fresh_module(), dm, int(s.epochs), beats_baselines,
+                               max_samples=s.get("max_train_samples"))
+    model, z = float((pred == y).mean()), association_z(pred, y)
+
+    ddm = DigitsDataModule(image_size=dm.image_size, batch_size=int(s.digits_batch_size), seed=int(ctx.cfg.seed),
+                           normalize=str(OmegaConf.select(ctx.cfg, "data.normalize", default="once")))
+    ddm.setup()
+    _, digits_module = build(digits_cfg(ctx.cfg), dm=ddm)  # the same construction, the same +bug
+    digits_y, target = ddm.eval_dataset("train_val").labels, float(s.digits_target)
+    dpred, digits_epochs = train_until(ctx, digits_module.to(ctx.device), ddm, int(s.digits_epochs),
+                                       lambda p: (p == digits_y).mean() >= target)
+    digits = float((dpred == digits_y).mean())
+
+    details = {"n_eval": len(y), "majority_accuracy": majority, "linear_accuracy": linear, "model_accuracy": model,
+               "association_z": z, "z_min": z_min, "epochs": epochs, "max_epochs": int(s.epochs),
+               "digits_accuracy": digits, "digits_target": target, "digits_epochs": digits_epochs,
+               "digits_max_epochs": int(s.digits_epochs), "linear_n_train": min(n_lin, len(train_y))}
+    summary = (f"train-val accuracy: model {model:.1%} ({epochs} ep, z={z:.1f}), majority class {majority:.1%}, "
+               f"linear on pixels {linear:.1%}; digits, same architecture: {digits:.1%} ({digits_epochs} ep)")
+    failures = []
+    if model <= majority or z < z_min:
+        failures.append(("no_better_than_majority",
+                         f"after {epochs} epochs the model ({model:.1%}) is no better than chance: always "
+                         f"predicting the majority class gets {majority:.1%}, and its predictions are only "
+                         f"{z:.1f} standard errors better than predictions unrelated to the labels (need "
+                         f"{z_min:g}). It learns nothing"))
+    if model <= linear:
+        failures.append(("worse_than_linear", f"the model ({model:.1%}) does not beat a linear model on the raw "
+                                              f"pixels ({linear:.1%})"))
+    if digits < target:
+        failures.append(("fails_known_benchmark",
+                         f"the same architecture and code reach {digits:.1%} on scikit-learn's digits after "
+                         f"{digits_epochs} epochs; a working one gets >= {target:.0%}"))
+    if failures:
+        details["failures"] = [f for f, _ in failures]
+        return CheckResult("known_results", "fail", summary, failures[0][0], "; ".join(t for _, t in failures),
+                           [fix for f, _ in failures for fix in FIXES[f]], details, seconds=time.time() - t0)
+    return CheckResult("known_results", "pass", summary, None,
+                       "beats the majority class and the linear model on the same data; solves the digits",
+                       details=details, seconds=time.time() - t0)

@@ -1,0 +1,104 @@
+"""The detection matrix: `python -m pedestrian.doctor.matrix +stage=lenet [overrides]` runs the doctor on the
+clean stage and once per bug in the zoo (in this process, one after the other) and prints a Markdown table,
+bug x check, with the check that should catch each bug in bold. Exit 0 when every bug is caught by its check
+with the right diagnosis and the clean stage passes every check; 1 otherwise.
+
+Options (before the overrides): --bugs a,b,c (a subset), --out DIR (matrix.md and matrix.json; default
+outputs/doctor/matrix/<stage>/<time>). W&B is off unless you pass logger=wandb.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from pedestrian.doctor import CHECKS, bugs, diagnose
+from pedestrian.doctor.__main__ import compose
+from pedestrian.doctor.report import bug_verdict
+
+MARK = {"pass": "✔", "warn": "⚠", "fail": "✘", "skip": "–"}
+
+
+def run_matrix(overrides: list[str], names: list[str] | None = None, out: Path | None = None,
+               console: Console | None = None) -> dict:
+    """{'rows': {'clean' | bug: {check: {status, diagnosis}}}, 'bugs': {bug: verdict}, 'false_alarms': [...]}"""
+    console = console or Console()
+    names = bugs.names() if names is None else names
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    rows, verdicts, seconds = {}, {}, {}
+    for name in [None, *names]:
+        label = name or "clean"
+        cfg = compose(["logger=none", *overrides, *([f"+bug={name}"] if name else [])])
+        base = out or Path("outputs/doctor/matrix") / str(cfg.stage.name) / stamp
+        cfg.doctor.out_dir = str(base / label)
+        console.print(f"[bold]{label}[/bold]")
+        t0 = time.time()
+        results = diagnose(cfg, console)
+        seconds[label] = round(time.time() - t0, 1)
+        rows[label] = {r.check: {"status": r.status, "diagnosis": r.diagnosis} for r in results}
+        if name:
+            verdicts[name] = bug_verdict(cfg, results)
+    false_alarms = [c for c, r in rows["clean"].items() if r["status"] == "fail"]
+    return {"stage": str(cfg.stage.name), "overrides": overrides, "rows": rows, "bugs": verdicts,
+            "caught": sum(v["caught"] for v in verdicts.values()), "n_bugs": len(verdicts),
+            "false_alarms": false_alarms, "seconds": seconds, "out_dir": str(base)}
+
+
+def markdown(m: dict) -> str:
+    checks = [c for c in CHECKS if any(c in r for r in m["rows"].values())]
+    lines = ["| bug | " + " | ".join(f"`{c}`" for c in checks) + " | caught by its check |",
+             "|---|" + "---|" * len(checks) + "---|"]
+    for label, row in m["rows"].items():
+        v = m["bugs"].get(label)
+        cells = []
+        for c in checks:
+            r = row.get(c)
+            cell = "" if r is None else MARK[r["status"]] + (f" {r['diagnosis']}" if r["status"] == "fail" else "")
+            cells.append(f"**{cell}**" if v and v["check"] == c else cell)
+        verdict = "–" if v is None else ("yes" if v["caught"] else f"NO (got {v['got']})")
+        lines.append(f"| {'`' + label + '`' if v else label} | " + " | ".join(cells) + f" | {verdict} |")
+    lines.append("")
+    lines.append(f"Stage `{m['stage']}` ({' '.join(m['overrides']) or 'defaults'}): {m['caught']} of "
+                 f"{m['n_bugs']} bugs caught by their check with the right diagnosis; "
+                 f"{len(m['false_alarms'])} false alarms on the clean stage"
+                 + (f" ({', '.join(m['false_alarms'])})" if m["false_alarms"] else "") + ". "
+                 "✔ pass, ✘ fail (diagnosis), ⚠ warning; bold: the check that should catch the bug.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    names, out = None, None
+    while argv and argv[0].startswith("--"):
+        opt = argv.pop(0)
+        if opt == "--bugs":
+            names = argv.pop(0).split(",")
+        elif opt == "--out":
+            out = Path(argv.pop(0))
+        else:
+            print(__doc__)
+            return 0 if opt in ("-h", "--help") else 2
+    unknown = sorted(set(names or []) - set(bugs.names()))
+    if unknown:
+        print(f"unknown bugs {unknown}; the zoo has {bugs.names()}", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    m = run_matrix(argv, names, out)
+    m["wall_time_s"] = round(time.time() - t0, 1)
+    table = markdown(m)
+    print(table)
+    base = Path(m["out_dir"])
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "matrix.md").write_text(table + "\n")
+    (base / "matrix.json").write_text(json.dumps(m, indent=2))
+    print(f"\nmatrix: {base / 'matrix.md'} ({m['wall_time_s']:.0f}s)")
+    return 0 if m["caught"] == m["n_bugs"] and not m["false_alarms"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
