@@ -27,9 +27,10 @@ COPY conf ./conf
 # The project installed from its own files, with the very command CI runs (.ci/run); torch is the base image's.
 RUN python3 -m pip install -q -e '.[dev]'
 
-RUN useradd --create-home --home-dir /home/app --uid 1000 app \
-    && mkdir -p /app/data /app/outputs /app/multirun /app/experiments /app/cache \
-    && chown -R app:app /app/data /app/outputs /app/multirun /app/experiments /app/cache
+# A non-root user, uid 1000 (some Ubuntu bases already have one: then it is reused), owning only what it writes.
+RUN mkdir -p /home/app /app/data /app/outputs /app/multirun /app/experiments /app/cache \
+    && (getent passwd 1000 > /dev/null || useradd --uid 1000 --home-dir /home/app --no-create-home app) \
+    && chown -R 1000:1000 /home/app /app/data /app/outputs /app/multirun /app/experiments /app/cache
 USER 1000:1000
 VOLUME ["/app/data", "/app/outputs", "/app/multirun", "/app/cache"]
 

@@ -34,6 +34,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from pedestrian.data import gpu_data
 from pedestrian.data.gpu_data import DeviceBatches
 from pedestrian.module import build_optimizer
 from pedestrian.train import _trainer_cfg, build, build_trainer, machine
@@ -84,31 +85,34 @@ def bench_renderer(sizes: tuple[int, ...], n: int) -> dict[int, float]:
 
 
 # -- 2. Lightning against a bare loop ---------------------------------------------------------------------
+def _clock(device: torch.device) -> float:
+    """A GPU is timed by the wall clock (after a sync); the CPU by this process's CPU time, which other jobs on
+    a shared machine do not inflate (wall-clock figures are reported beside it)."""
+    _sync(device)
+    return time.perf_counter() if device.type == "cuda" else time.process_time()
+
+
 class EpochTimer(L.Callback):
-    """(images, seconds) of each epoch's training batches: first batch start to last optimizer step."""
+    """(images, seconds, wall seconds) of each epoch's training batches: first batch to last optimizer step."""
 
     def __init__(self) -> None:
-        self.epochs: list[tuple[int, float]] = []
+        self.epochs: list[tuple[int, float, float]] = []
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        _sync(pl_module.device)
-        self.start, self.images = time.perf_counter(), 0
+        self.start, self.wall, self.images = _clock(pl_module.device), time.perf_counter(), 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self.images += len(batch[1])
         if batch_idx + 1 == trainer.num_training_batches:
-            _sync(pl_module.device)
-            self.epochs.append((self.images, time.perf_counter() - self.start))
+            self.epochs.append((self.images, _clock(pl_module.device) - self.start, time.perf_counter() - self.wall))
 
 
-def lightning_epochs(cfg: DictConfig, epochs: int, run_dir: Path) -> list[tuple[int, float]]:
+def lightning_epochs(cfg: DictConfig, epochs: int, run_dir: Path) -> list[tuple[int, float, float]]:
     """Our training path: train.build + train.build_trainer, as train.run does, for `epochs` epochs."""
     L.seed_everything(cfg.seed, workers=True)
     tcfg, extras = _trainer_cfg(cfg)
     tcfg.update(max_epochs=epochs, limit_val_batches=1, num_sanity_val_steps=0)
     dm, module = build(cfg, extras=extras)
-    from pedestrian.data import gpu_data
-
     gpu_data.apply(dm, extras)
     timer = EpochTimer()
     trainer, _ = build_trainer(tcfg, run_dir, [], [timer])
@@ -116,12 +120,14 @@ def lightning_epochs(cfg: DictConfig, epochs: int, run_dir: Path) -> list[tuple[
     return timer.epochs
 
 
-def bare_epochs(cfg: DictConfig, epochs: int) -> list[tuple[int, float]]:
+def bare_epochs(cfg: DictConfig, epochs: int) -> list[tuple[int, float, float]]:
     """The same model, batches and optimizer in a plain loop: normalise, forward, cross-entropy, step."""
     L.seed_everything(cfg.seed, workers=True)
     tcfg, extras = _trainer_cfg(cfg)
     dm, module = build(cfg, extras=extras)
     device = torch.device("cuda" if tcfg["accelerator"] == "gpu" else "cpu")
+    torch.backends.cudnn.benchmark = bool(tcfg.get("benchmark"))  # the flags the Trainer would set
+    torch.use_deterministic_algorithms(bool(tcfg.get("deterministic")))
     model = module.model.to(device).train()
     opt = build_optimizer(model.parameters(), cfg.optim)
     bf16 = str(tcfg.get("precision", "")).startswith("bf16")
@@ -135,8 +141,7 @@ def bare_epochs(cfg: DictConfig, epochs: int) -> list[tuple[int, float]]:
     out = []
     for epoch in range(epochs):
         loader.sampler.set_epoch(epoch)
-        _sync(device)
-        start, images = time.perf_counter(), 0
+        start, wall, images = _clock(device), time.perf_counter(), 0
         for x, y, _ in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x = dm.normalize(x)
@@ -148,14 +153,13 @@ def bare_epochs(cfg: DictConfig, epochs: int) -> list[tuple[int, float]]:
             loss.backward()
             opt.step()
             images += len(y)
-        _sync(device)
-        out.append((images, time.perf_counter() - start))
+        out.append((images, _clock(device) - start, time.perf_counter() - wall))
     return out
 
 
-def _rate(epochs: list[tuple[int, float]], warmup: int) -> float:
+def _rate(epochs: list[tuple[int, float, float]], warmup: int, wall: bool = False) -> float:
     timed = epochs[warmup:]
-    return sum(n for n, _ in timed) / sum(t for _, t in timed)
+    return sum(e[0] for e in timed) / sum(e[2 if wall else 1] for e in timed)
 
 
 def bench_training(stages, variants: dict[str, list[str]], profile: str, epochs: int, repeats: int,
@@ -217,7 +221,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up epoch)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--render-n", type=int, default=1000, help="images per renderer measurement (0: skip)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0 if gpu else 1,
+                   help="torch CPU threads; default 1 on the CPU (per-core figures, stable on a shared machine), "
+                        "0 = torch's default")
     p.add_argument("--data-root", default="data")
     p.add_argument("--out", default=None, help="folder for bench-<machine>-<date>.json and .md (e.g. experiments)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. data.n_train=2000")

@@ -152,6 +152,8 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     inherited = os.environ.get("PEDESTRIAN_RUN_DIR")  # DDP children follow rank 0's choice
     if inherited:
         return Path(inherited)
+    if not _rank_zero():  # torchrun/SLURM ranks cannot agree on a search: they need hydra.run.dir given
+        return run_dir
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -184,14 +186,19 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
     return last
 
 
+def _rank_zero() -> bool:
+    """Before the Trainer exists: rank 0 under torchrun, SLURM and Lightning's own launcher alike."""
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def mark_running(run_dir: Path) -> None:
     """So resume=auto never picks a run that another live process is still writing."""
-    if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0))) == 0:
+    if _rank_zero():
         (run_dir / ".running").write_text(f"{socket.gethostname()} {os.getpid()}")
 
 
 def mark_stopped(run_dir: Path) -> None:
-    if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0))) == 0:
+    if _rank_zero():
         (run_dir / ".running").unlink(missing_ok=True)
 
 

@@ -246,6 +246,7 @@ COLORS = {"train": "tab:blue", "train_val": "tab:orange", "test_val": "tab:red",
 
 def plot_learning_curves(stages: list[dict], path: Path, goal: float) -> None:
     plt, fig, axes = _grid(len(stages))
+    from matplotlib.ticker import MaxNLocator
     for ax, st in zip(axes, stages):
         epochs = list(st["curve"])
         for s in ERROR_KEYS:
@@ -255,6 +256,7 @@ def plot_learning_curves(stages: list[dict], path: Path, goal: float) -> None:
         ax.set_title(st["name"], fontsize=10)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylim(bottom=0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("error", fontsize=8)
     axes[0].legend(fontsize=7)

@@ -151,8 +151,8 @@ def worker_cmd(out: Path, *extra: str) -> list[str]:
 
 def test_two_workers_share_one_study_exactly(tmp_path):
     out = tmp_path / "out"
-    r = cli("+stage=resnet", "search=lr_random", f"search.out={out}", *FAST, "search.n_trials=12",
-            "search.analytic.sleep_s=0.1", "--workers", "2", module="pedestrian.search")
+    r = cli("+stage=resnet", "search=lr_random", f"search.out={out}", *FAST, "search.pruner.name=none",
+            "search.n_trials=12", "search.analytic.sleep_s=0.1", "--workers", "2", module="pedestrian.search")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     trials = storage_trials(out, "resnet-lr_random")
     assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials)

@@ -23,8 +23,9 @@ How the lecture's four sets arise (each rule that fired is printed and kept in t
   * no test_val: when the data's own validation set has a domain level with target-domain images (night), those are
     the held-out images of the TEST distribution and become test_val; otherwise test_val is carved from test
     (`data.carve.test_val`), so distribution shift = test_val - train_val compares like with like;
-  * no test: an error (the lecture's last check needs test-distribution data). No target_pool: the sets exist,
-    but `train_splits: [target_pool]` (night_finetune) fails with a message saying how to add one.
+  * no test where the data names its sets: an error (test-val and test need test-distribution data);
+  * no target_pool: the four sets work, but `train_splits: [target_pool]` (night_finetune) fails, saying how to
+    add one (ROOT/target_pool/<class>/: a small labelled set from the test distribution).
 
 Bad input never gets through silently: corrupt, empty, non-image and missing files, unknown labels or splits,
 paths escaping the root, empty or missing class folders, one-class splits and (with `data.color=strict`) images
@@ -60,6 +61,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from rich.console import Console
 
+from pedestrian.config import ConfigError
 from pedestrian.data.cache import SceneArrays
 from pedestrian.data.datamodule import ALL_SPLITS, ArrayDataModule
 
@@ -82,8 +84,9 @@ SPLIT_NAMES = {"train": "train", "training": "train", "train_val": "train_val", 
                "target_pool": "target_pool", "target": "target_pool"}
 
 
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the file, folder or manifest line."""
+class DataError(ConfigError):
+    """Input data that cannot be used; the message names the file, folder or manifest line. (A ConfigError, so
+    `python -m pedestrian` prints it and exits 2 instead of a traceback.)"""
 
 
 @dataclass
@@ -646,6 +649,10 @@ class FolderDataModule(ArrayDataModule):
             lab = arr.attrs["label"]
             console.print(f"  {split:11s} {len(lab):6d} images, {lab.mean():.1%} {self.class_map.classes[1]}, "
                           f"{arr.attrs['night'].mean():.1%} night")
+        modes = Counter(self.mode_names[m] for a in out.values() for m in a.attrs["mode"].tolist())
+        converted = {m: n for m, n in sorted(modes.items()) if m != "RGB"}
+        if converted:
+            console.print(f"  converted to 8-bit RGB: {converted} (by original PIL mode)")
         if self.ignored:
             console.print(f"  ignored {len(self.ignored)} non-image file(s), e.g. {self.ignored[:3]}")
         if self.skipped:

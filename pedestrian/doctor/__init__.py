@@ -18,13 +18,13 @@ import importlib
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning as L
-import torch
-from omegaconf import DictConfig
-from rich.console import Console
+if TYPE_CHECKING:  # the package stays light to import (curves, bugs); torch and Lightning load when it runs
+    from omegaconf import DictConfig
+    from rich.console import Console
 
-from pedestrian.doctor.common import CheckResult, Context, quiet_lightning
+    from pedestrian.doctor.common import CheckResult
 
 CHECKS = ("run_trace", "inputs", "init_loss", "overfit_batch", "modes", "grad_dependency", "known_results")
 
@@ -32,7 +32,11 @@ CHECKS = ("run_trace", "inputs", "init_loss", "overfit_batch", "modes", "grad_de
 def diagnose(cfg: DictConfig, console: Console | None = None) -> list[CheckResult]:
     """Build the stage as a run does, then run cfg.doctor.checks in the lecture's order. Raises ConfigError on a
     config that cannot work; a check that crashes is a failed check (its traceback in the details)."""
+    import lightning as L
+    import torch
+
     from pedestrian.config import validate
+    from pedestrian.doctor.common import CheckResult, Context, quiet_lightning
     from pedestrian.train import _trainer_cfg, build
 
     validate(cfg)

@@ -411,6 +411,7 @@ def main(argv: list[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from pedestrian.config import ConfigError, validate
+    from pedestrian.data.folder import DataError
 
     out = args.out or Path("outputs/doctor/data") / time.strftime("%Y-%m-%d_%H-%M-%S")
     try:
@@ -421,11 +422,11 @@ def main(argv: list[str]) -> int:
                 cfg.data.on_bad_file = "skip"  # list every bad file instead of stopping at them
         dm = instantiate(cfg.data)
         dm.setup()
-    except (ConfigError, HydraException, OmegaConfBaseException) as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # DataError and the datamodule's own checks: the layout itself is wrong
+    except DataError as e:  # the layout itself is wrong (bad files are listed instead: on_bad_file=skip)
         print(f"data error: {e}", file=sys.stderr)
+        return 2
+    except (ConfigError, HydraException, OmegaConfBaseException, ValueError) as e:
+        print(f"config error: {e}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     report = DataReport(dm, args.max_distance, args.min_corr)

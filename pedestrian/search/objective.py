@@ -14,12 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pedestrian.config import ConfigError
-from pedestrian.search.space import Param, apply
+from pedestrian.search.space import Param, apply, config_error
 
 OBJECTIVES = ("train", "train_val", "analytic")
 
@@ -50,51 +48,23 @@ def trial_config(base: DictConfig, scfg: DictConfig, space: Mapping[str, Param],
     return cfg
 
 
-class ReportToOptuna(L.Callback):
-    """Optuna's PyTorchLightningPruningCallback in a few lines (it lives in optuna-integration): report the
-    objective after every epoch; when the pruner says the trial is hopeless, stop training after this epoch
-    (train.run still evaluates and logs the run; the trial is then recorded as pruned)."""
-
-    def __init__(self, trial: optuna.Trial, split: str) -> None:
-        self.trial, self.key = trial, f"{split}/error"
-        self.last: float | None = None
-        self.pruned_at: int | None = None
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.key not in trainer.callback_metrics:
-            return
-        self.last = float(trainer.callback_metrics[self.key])
-        self.trial.report(self.last, step=trainer.current_epoch)
-        if self.trial.should_prune():
-            self.pruned_at = trainer.current_epoch
-            trainer.should_stop = True
-
-    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        from pedestrian.loggers import wandb_logger
-
-        wl = wandb_logger(trainer.loggers)
-        if wl is not None and self.last is not None:
-            wl.experiment.summary.update({
-                "trial/number": self.trial.number, "trial/objective": self.last,
-                "trial/state": "pruned" if self.pruned_at is not None else "complete",
-                "trial/epochs": trainer.current_epoch})
-
-
 class TrainObjective:
     """A trial = train.run on the stage's config with the trial's values (no second training loop)."""
 
     def __init__(self, base: DictConfig, scfg: DictConfig, space: Mapping[str, Param]) -> None:
-        self.base, self.scfg, self.space = base, scfg, space
+        from pedestrian.train import run  # torch and Lightning load now, not inside the first trial's clock
+
+        self.base, self.scfg, self.space, self.run = base, scfg, space, run
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from pedestrian.train import run
+        from pedestrian.search.pruning import ReportToOptuna
 
         params = {name: p.suggest(trial) for name, p in self.space.items()}
         cfg = trial_config(self.base, self.scfg, self.space, params, trial.number,
                            int(trial.user_attrs.get("round", 0)))
         trial.set_user_attr("run_dir", cfg.run_dir)
         report = ReportToOptuna(trial, str(self.scfg.objective))
-        result = run(cfg, callbacks=[report])
+        result = self.run(cfg, callbacks=[report])
         trial.set_user_attr("errors", result["errors"])  # the best checkpoint's errors on the four sets
         trial.set_user_attr("wall_time_s", result["wall_time_s"])
         if report.last is None:
@@ -114,7 +84,7 @@ class AnalyticObjective:
         opt = OmegaConf.to_container(scfg.analytic.optimum, resolve=True) if scfg.analytic.optimum else {}
         unknown = set(opt) - set(space)
         if not opt or unknown:
-            raise ConfigError(f"search.analytic.optimum={opt}: give the optimum of some of {list(space)}")
+            raise config_error(f"search.analytic.optimum={opt}: give the optimum of some of {list(space)}")
         self.optimum, self.sleep_s = opt, float(scfg.analytic.sleep_s)
 
     def value(self, params: Mapping[str, Any]) -> float:

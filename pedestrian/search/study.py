@@ -31,8 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
-from pedestrian.config import ConfigError
 from pedestrian.search.methods import Ticket
+from pedestrian.search.space import config_error
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (trials.csv)
@@ -40,12 +40,11 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (t
 
 def open_storage(url: str, heartbeat_s: int, grace_s: int, attempts: int = 5) -> RDBStorage:
     """The study's storage. Workers starting together may race to create the tables: the loser tries again."""
-    if _sqlite(url) and url.count("/") >= 3:  # WAL: readers never wait for the writer; set once, kept by the file
-        path = url.split(":///", 1)[1]
-        if path and path != ":memory:":
-            con = sqlite3.connect(path, timeout=600)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.close()
+    path = url.split(":///", 1)[-1] if _sqlite(url) else ""
+    if path and ":memory:" not in path:  # WAL: readers never wait for the writer (set once, kept by the file)
+        con = sqlite3.connect(path, timeout=600)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.close()
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():
@@ -105,13 +104,13 @@ def _join(name: str, storage: RDBStorage, spec: dict, pruner: optuna.pruners.Bas
     deadline = time.time() + wait_s
     while "planned" not in study.user_attrs:
         if time.time() > deadline:
-            raise ConfigError(f"study {name!r} in {storage.url} has no complete plan (its creator died while "
+            raise config_error(f"study {name!r} in {storage.url} has no complete plan (its creator died while "
                               "setting it up?): delete it or pick another search.study")
         time.sleep(0.5)
     theirs = study.user_attrs["spec"]
     diff = sorted(k for k in set(spec) | set(theirs) if spec.get(k) != theirs.get(k))
     if diff:
-        raise ConfigError(f"study {name!r} in {storage.url} was created by a different search (differs in "
+        raise config_error(f"study {name!r} in {storage.url} was created by a different search (differs in "
                           f"{', '.join(diff)}): use another search.study, or the same settings to join it")
     return study
 
@@ -201,7 +200,7 @@ def _run_trial(study: optuna.Study, storage: RDBStorage, ticket: FrozenTrial, tr
             state = TrialState.PRUNED
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM caught by pedestrian.fault
             study.tell(trial, state=TrialState.FAIL)
-            RetryHeartbeatStaleTrialCallback()(study, storage.get_trial(tid))  # interrupted, not wrong: queue again
+            storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(tid))  # not wrong: queue again
             raise
         except Exception as e:  # a trial that breaks is recorded as failed; the study goes on
             trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
