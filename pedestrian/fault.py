@@ -32,6 +32,7 @@ from rich.console import Console
 console = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole (tests and users grep them)
 RESUME_MODES = (False, True, "auto")
 LAST = "last.ckpt"
+RUN_DIR_ENV = "PEDESTRIAN_RUN_DIR"  # rank 0's resume=auto choice, for the DDP processes it launches
 
 
 class CheckpointError(RuntimeError):
@@ -146,13 +147,11 @@ def _command(run_dir: Path) -> list[str] | None:
 def resolve_run_dir(cfg: DictConfig) -> Path:
     """The folder this run writes to. resume=auto: when cfg.run_dir holds nothing to continue, the latest
     interrupted sibling run started with the same command (its W&B id and checkpoints live there)."""
-    run_dir = Path(cfg.run_dir)
-    if _resume_mode(cfg) != "auto" or _incomplete(run_dir):
-        return run_dir
-    inherited = os.environ.get("PEDESTRIAN_RUN_DIR")  # DDP children follow rank 0's choice
-    if inherited:
-        return Path(inherited)
-    if not _rank_zero():  # torchrun/SLURM ranks cannot agree on a search: they need hydra.run.dir given
+    run_dir, mode = Path(cfg.run_dir), _resume_mode(cfg)
+    if not _rank_zero():  # DDP children follow rank 0's choice (Lightning's launcher passes our environment on);
+        return Path(os.environ.get(RUN_DIR_ENV, run_dir))  # torchrun/SLURM ranks need hydra.run.dir given
+    os.environ.pop(RUN_DIR_ENV, None)  # (a multirun's earlier job may have set it)
+    if mode != "auto" or _incomplete(run_dir):
         return run_dir
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -169,7 +168,7 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     found = max(candidates, key=lambda d: (d / "checkpoints" / LAST).stat().st_mtime)
     console.print(f"[bold]resume=auto[/bold]: continuing the interrupted run {found} (same command); "
                   f"{run_dir} keeps only Hydra's logs of this start.")
-    os.environ["PEDESTRIAN_RUN_DIR"] = str(found)
+    os.environ[RUN_DIR_ENV] = str(found)
     return found
 
 

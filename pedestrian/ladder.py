@@ -12,7 +12,8 @@ group (the ladder id). All stages of a ladder live under one root, `outputs/ladd
 - Skipping: each stage folder holds `ladder_stage.json` with a key, the hash of the stage's resolved config
   without bookkeeping (paths, W&B group, logging); the predecessor's key stands in for `init_from`. A stage that
   is complete under the same key is skipped; under another key its folder moves to `<root>/_superseded/` and it
-  runs afresh. Code changes do not change the key: use --force after changing code.
+  runs afresh. The renderer's version is part of the key (a changed renderer draws other pictures); other
+  code changes are not: use --force after changing the model or training code.
 - Resuming: a stage that was interrupted (killed, crashed) runs again with `resume=true` in the same folder and
   continues from `checkpoints/last.ckpt` (its earlier learning curve is kept under `attempts/`).
 """
@@ -66,8 +67,20 @@ def compose(stage: str, overrides: list[str]) -> tuple[DictConfig, dict]:
     return cfg, choices
 
 
+def data_fingerprint(cfg: DictConfig) -> str | None:
+    """Rendered scenes: the scene cache's key (renderer version and source, size, seed), so a changed renderer
+    reruns the ladder rather than reusing results made from other pictures. Other data sources: None."""
+    if not str(cfg.data.get("_target_", "")).endswith("SceneDataModule"):
+        return None
+    from pedestrian.data.cache import cache_key
+
+    d = cfg.data
+    return cache_key(int(d.seed), int(d.image_size), float(d.p_night_source), float(d.p_pedestrian))
+
+
 def stage_key(cfg: DictConfig, parent_key: str | None = None) -> str:
-    """A short hash of what the stage computes: its resolved config minus bookkeeping, plus its parent's key."""
+    """A short hash of what the stage computes: its resolved config minus bookkeeping, the data's fingerprint,
+    and (for a stage that starts from its parent's weights) the parent's key."""
     tree = OmegaConf.to_container(cfg, resolve=True)
     for dotted in BOOKKEEPING:
         *path, last = dotted.split(".")
@@ -76,7 +89,8 @@ def stage_key(cfg: DictConfig, parent_key: str | None = None) -> str:
             node = node.get(p, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(last, None)
-    blob = json.dumps({"config": tree, "parent": parent_key}, sort_keys=True, default=str)
+    blob = json.dumps({"config": tree, "data": data_fingerprint(cfg), "parent": parent_key}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

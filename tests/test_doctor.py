@@ -25,7 +25,7 @@ DIGITS = {"_target_": "pedestrian.doctor.known_results.DigitsDataModule", "image
 
 def digits_cfg(tmp_path, *overrides: str):
     cfg = compose("+doctor=default", "+stage=lenet", "profile=tiny", "logger=none", f"run_dir={tmp_path}",
-                  f"doctor.out_dir={tmp_path}", *overrides)
+                  f"doctor.out_dir={tmp_path}", "trainer.extras.threads=1", *overrides)
     cfg.data = DIGITS  # the same stage, model, optimizer and checks; a data source with known answers
     return cfg
 
@@ -65,6 +65,7 @@ def test_cli_reports_a_bug_writes_json_images_and_a_wandb_run(tmp_path, data_roo
     out = tmp_path / "doc"
     r = cli("+stage=lenet", "profile=tiny", f"data.root={data_root}", "+bug=flipped_loss_sign",
             "doctor.checks=[run_trace,inputs,init_loss,overfit_batch]", f"doctor.out_dir={out}", "group=pytest-doctor",
+            "trainer.extras.threads=1",
             module="pedestrian.doctor")
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     assert "goes up" in r.stdout and "flipped sign" in r.stdout  # the diagnosis and the lecture's cause
@@ -86,7 +87,7 @@ def test_cli_reports_a_bug_writes_json_images_and_a_wandb_run(tmp_path, data_roo
 def test_cli_exit_codes_for_a_clean_stage_and_a_config_error(tmp_path, data_root):
     from pedestrian.doctor.__main__ import main
 
-    code = main(["+stage=resnet", "profile=tiny", f"data.root={data_root}", "logger=none",
+    code = main(["+stage=resnet", "profile=tiny", f"data.root={data_root}", "logger=none", "trainer.extras.threads=1",
                  "doctor.checks=[run_trace,inputs,modes,grad_dependency]", f"doctor.out_dir={tmp_path}"])
     assert code == 0
     assert main(["+stage=lenet", "optim.lr=-1", f"doctor.out_dir={tmp_path}"]) == 2
@@ -111,7 +112,7 @@ def test_bugs_reach_real_training_runs(bug, column, sign, tmp_path, data_root):
     from pedestrian.train import run
 
     cfg = compose("+stage=lenet", "profile=tiny", f"data.root={data_root}", f"run_dir={tmp_path}", "logger=csv",
-                  "trainer.max_epochs=1", f"+bug={bug}")
+                  "trainer.max_epochs=1", "trainer.extras.threads=1", f"+bug={bug}")
     run(cfg)
     rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
     values = [float(r[column]) for r in rows if r.get(column)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pedestrian.doctor.known_results import (DigitsDataModule, association_z, linear_baseline, majority_baseline)
+from pedestrian.doctor.known_results import DigitsDataModule, association_z, auc_z, linear_baseline, majority_baseline
 
 RNG = np.random.default_rng(0)
 
@@ -41,6 +41,17 @@ def test_association_z_is_near_zero_for_predictions_unrelated_to_the_labels():
     # a predictor right 60% of the time is ~9 standard errors above chance on 2000 images
     right = RNG.random(2000) < 0.6
     assert association_z(np.where(right, y, 1 - y), y) > 6
+
+
+def test_auc_z_tells_a_weak_model_from_one_that_learned_nothing():
+    y = RNG.integers(0, 2, 2000)
+    noise = [auc_z(RNG.random(2000), y)[1] for _ in range(50)]
+    assert abs(np.mean(noise)) < 0.5 and np.std(noise) == pytest.approx(1.0, abs=0.3)
+    assert auc_z(np.full(2000, 0.7), y) == (0.5, 0.0)  # a constant score ranks nothing
+    weak = RNG.random(2000) + 0.15 * y  # barely better than chance at the 0.5 threshold...
+    auc, z = auc_z(weak, y)
+    assert 0.55 < auc < 0.7 and z > 4  # ...but its ranking is clearly informative
+    assert auc_z(y + 0.0, y) == (1.0, pytest.approx(np.sqrt(12 * (y == 1).sum() * (y == 0).sum() / 2001) / 2))
 
 
 def test_digits_datamodule_is_the_sklearn_digits_at_the_stage_size():

@@ -112,16 +112,16 @@ def test_inputs_divided_by_255_twice_are_tiny():
 
 # -- gradient dependency ----------------------------------------------------------------------------------------
 class MixesBatch(nn.Module):
-    """view() where a permute was meant: rows of the feature matrix straddle samples."""
+    """A flatten written with the axes swapped: each row of the feature matrix holds pieces of every sample."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 2)
 
     def forward(self, x):
-        h = self.conv(x)                          # N, C, H, W
-        h = h.view(h.shape[1], h.shape[0], -1)    # meant: h.permute(1, 0, 2, 3); silently mixes samples
-        return self.fc(h.reshape(x.shape[0], -1))
+        h = self.conv(x)                                   # N, C, H, W
+        h = h.transpose(0, 1).reshape(x.shape[0], -1)      # meant: h.flatten(1); same shape, no error
+        return self.fc(h)
 
 
 def test_model_probe_finds_batch_mixing_and_clears_a_per_sample_model():

@@ -58,7 +58,8 @@ def test_slice_counts_rates_shares_and_priorities():
     assert night["test_val"]["error_rate"] == pytest.approx(0.4)
     assert night["test_val"]["share"] == pytest.approx(20 / 25)
     assert night["train_val"]["share"] == pytest.approx(1 / 11)
-    assert night["shift"] == pytest.approx(0.20 - 0.01)
+    # beyond the train-val error rate (11%): 0.5 * (40% - 11%) in test-val, less 0.05 * (20% - 11%) in train-val
+    assert night["shift"] == pytest.approx(0.5 * 0.29 - 0.05 * 0.09)
     assert night["priority"] == "high"
 
     refl = rows["reflection"]
@@ -68,7 +69,9 @@ def test_slice_counts_rates_shares_and_priorities():
 
     day = rows["day"]
     assert (day["train_val"]["n"], day["train_val"]["errors"], day["test_val"]["errors"]) == (95, 10, 5)
-    assert day["shift"] == pytest.approx(0.05 - 0.10) and day["priority"] == "medium"  # 91% of train-val errors
+    assert day["shift"] == pytest.approx(0.5 * (0.10 - 0.11) - 0.95 * (10 / 95 - 0.11))
+    assert day["priority"] == "medium"  # 91% of train-val errors
+    assert day["shift"] + night["shift"] == pytest.approx(a["distribution_shift"])  # a partition: they add up
 
     hard = rows["hard"]
     assert (hard["train_val"]["errors"], hard["test_val"]["errors"]) == (1, 1) and hard["priority"] == "low"
@@ -88,6 +91,17 @@ def test_major_but_not_new_is_medium_and_empty_slices_are_reported():
     assert rows["day"]["priority"] == "high"  # now day carries all of test-val's extra errors
     md = ea.to_markdown(a)
     assert "| night | 5 | 20.0% | 9.1% | 0 | - | 0.0% |" in md
+
+
+def test_a_slice_only_more_frequent_in_test_val_is_not_a_source_of_the_shift():
+    """Night 10x more frequent in test-val but exactly as hard as day: no shift term, nothing to blame on night."""
+    groups = lambda n_day, n_night: _set([(n_day, n_day // 4, {}), (n_night, n_night // 4, {"night": 1})])  # noqa: E731
+    a = ea.analyze({f"{s}/{k}": v for s, arrs in (("train_val", groups(400, 40)), ("test_val", groups(220, 220)))
+                    for k, v in arrs.items()})
+    rows = {r["slice"]: r for r in a["slices"]}
+    assert a["distribution_shift"] == pytest.approx(0.0)
+    assert rows["night"]["shift"] == pytest.approx(0.0) and rows["day"]["shift"] == pytest.approx(0.0)
+    assert rows["night"]["test_val"]["share"] == pytest.approx(0.5) and rows["night"]["priority"] == "medium"
 
 
 def test_bad_input_names_the_missing_column():

@@ -71,7 +71,9 @@ class Context:
         kw = {k: v for k, v in self.trainer_kwargs.items()
               if k not in ("fast_dev_run", "overfit_batches", "limit_train_batches", "limit_val_batches")}
         kw.update(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                  num_sanity_val_steps=0, callbacks=[])
+                  num_sanity_val_steps=0, callbacks=[], devices=1, num_nodes=1)  # one process: not DDP
+        kw.pop("strategy", None)
+        kw.pop("sync_batchnorm", None)
         kw.update(overrides)
         return instantiate(kw, _convert_="all")
 

@@ -4,7 +4,8 @@ bug x check, with the check that should catch each bug in bold. Exit 0 when ever
 with the right diagnosis and the clean stage passes every check; 1 otherwise.
 
 Options (before the overrides): --bugs a,b,c (a subset), --out DIR (matrix.md and matrix.json; default
-outputs/doctor/matrix/<stage>/<time>). W&B is off unless you pass logger=wandb.
+outputs/doctor/matrix/<stage>/<time>), --zoo (print the bug zoo's table and exit). W&B is off unless you pass
+logger=wandb.
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ def markdown(m: dict) -> str:
     return "\n".join(lines)
 
 
+def zoo_markdown() -> str:
+    """The bug zoo as a table: what each bug looks like in the wild, and what should catch it."""
+    lines = ["| bug | caught by | diagnosis | what it looks like in the wild |", "|---|---|---|---|"]
+    for name in bugs.names():
+        b = bugs.load(name)
+        lines.append(f"| `{name}` | `{b.check}` | {b.diagnosis} | {' '.join(str(b.in_the_wild).split())} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     names, out = None, None
@@ -80,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             names = argv.pop(0).split(",")
         elif opt == "--out":
             out = Path(argv.pop(0))
+        elif opt == "--zoo":
+            print(zoo_markdown())
+            return 0
         else:
             print(__doc__)
             return 0 if opt in ("-h", "--help") else 2

@@ -86,7 +86,7 @@ def render(results: list[CheckResult], cfg: DictConfig, console: Console, out_di
     if verdict:
         ok = "[green]caught[/green]" if verdict["caught"] else "[red]NOT caught[/red]"
         console.print(f"bug {verdict['name']}: {ok} by {verdict['check']} (expected {verdict['diagnosis']}, got "
-                      f"{verdict['got']})")
+                      f"{verdict['got']}). In the wild: {verdict['in_the_wild']}")
     n_fail = sum(r.status == "fail" for r in results)
     console.print(f"{len(results) - n_fail}/{len(results)} checks without failure; report: {out_dir / 'doctor.json'}")
 

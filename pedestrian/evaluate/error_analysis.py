@@ -3,21 +3,26 @@
 The lecture looks at the errors of both validation sets, names their causes (hard-to-see pedestrians,
 reflections, night), and ranks the causes by how much error they carry and whether they appear mostly in
 test-val (then they are a source of the distribution-shift gap). Here the causes are the renderer's
-ground-truth attributes, so the breakdown is exact. For each slice and each of the two sets:
+ground-truth attributes, so the breakdown is exact. For each slice s and each of the two sets:
 
-  error rate    = errors in the slice / images in the slice
-  share         = errors in the slice / all errors of the set           (what fraction of the errors it holds)
-  contribution  = errors in the slice / all images of the set           (points of the set's error rate)
+  error rate    e(s) = errors in the slice / images in the slice
+  share              = errors in the slice / all errors of the set           (what fraction of the errors it holds)
+  contribution       = errors in the slice / all images of the set           (points of the set's error rate)
 
-and across the sets
+and across the sets, with E = the train-val error rate and p(s) = the slice's fraction of a set's images,
 
-  shift         = contribution(test-val) - contribution(train-val)     (points of the distribution-shift term
-                                                                          the slice accounts for)
+  shift(s) = p_testval(s) * (e_testval(s) - E) - p_trainval(s) * (e_trainval(s) - E)
+
+the points of the distribution-shift term (test-val error - train-val error) the slice accounts for: its
+errors beyond the train-val error rate, in test-val, less the same in train-val. Over slices that partition the
+images (day + night) the shifts add up to the shift term exactly. A slice that is merely more frequent in
+test-val but no harder than average (night scenes a model copes with) has a shift near zero.
 
 Priority, the lecture's three levels made into a rule (`major` = share >= major_share, 25% by default):
-  high    a major contributor to test-val errors whose test-val contribution is mostly new, i.e. shift >= half
-          of it: a source of the gap (the lecture's night scenes)
-  medium  a major contributor in either set that is not mostly new (the lecture's reflections)
+  high    a major share of test-val errors, and a shift of at least a third of its test-val contribution
+          (its test-val error rate is well above the train-val error rate): a source of the gap (the
+          lecture's night scenes)
+  medium  a major share of the errors of either set otherwise (the lecture's reflections)
   low     rare in both (the lecture's hard-to-see pedestrians)
 Rows are sorted by priority, then by shift, then by test-val contribution. Slices overlap (a night scene can
 have a reflection), so shares do not add up to 100%. Folder data (real photos) has no reflection or hard
@@ -60,10 +65,13 @@ def _errors(arrays: Mapping[str, np.ndarray], split: str) -> np.ndarray:
     return (prob >= THRESHOLD).astype(np.int64) != label
 
 
+NEW_FRACTION = 1 / 3  # high priority: at least this fraction of the slice's test-val contribution is shift
+
+
 def _priority(train: dict, test: dict, shift: float, major_share: float) -> tuple[str, str]:
     train_major, test_major = train["share"] >= major_share, test["share"] >= major_share
-    if test_major and shift > 0 and shift >= 0.5 * test["contribution"]:
-        return "high", "a major share of test-val errors, mostly absent from train-val: a source of the shift"
+    if test_major and shift > 0 and shift >= NEW_FRACTION * test["contribution"]:
+        return "high", "a major share of test-val errors, well above the train-val error rate: a source of the shift"
     if test_major or train_major:
         return "medium", "a major share of errors, present in both sets"
     return "low", "a small share of errors in both sets"
@@ -111,7 +119,9 @@ def analyze(arrays: Mapping[str, np.ndarray], slices: Mapping[str, tuple[str, in
             row[s] = {"n": n, "errors": e, "error_rate": e / n if n else None,
                       "share": e / tot["errors"] if tot["errors"] else 0.0,
                       "contribution": e / tot["n"] if tot["n"] else 0.0}
-        row["shift"] = row["test_val"]["contribution"] - row["train_val"]["contribution"]
+        base = totals["train_val"]["error_rate"] or 0.0
+        row["shift"] = sum(sign * (row[s]["contribution"] - row[s]["n"] / totals[s]["n"] * base)
+                           for sign, s in ((1, "test_val"), (-1, "train_val")) if totals[s]["n"])
         row["priority"], row["why"] = _priority(row["train_val"], row["test_val"], row["shift"], major_share)
         rows.append(row)
     rows.sort(key=lambda r: (PRIORITIES.index(r["priority"]), -r["shift"], -r["test_val"]["contribution"]))
@@ -160,9 +170,11 @@ def to_markdown(analysis: dict, title: str = "Error analysis: test-val against t
     lines += ["| " + " | ".join(cells) + " |" for cells in rows(analysis)]
     if analysis.get("skipped_slices"):
         lines += ["", f"Not analysed (no such column in the data): {', '.join(analysis['skipped_slices'])}."]
-    lines += ["", f"Priority: high = at least {analysis['major_share']:.0%} of test-val errors and at least half of "
-              "its test-val contribution is new against train-val (shift); medium = at least "
-              f"{analysis['major_share']:.0%} of the errors of either set; low = otherwise. Slices overlap.", ""]
+    lines += ["", "Shift: the points of the distribution-shift term the slice accounts for (its errors beyond the "
+              "train-val error rate, in test-val less in train-val; day + night add up to the term). Priority: "
+              f"high = at least {analysis['major_share']:.0%} of test-val errors and a shift of at least a third of "
+              f"its test-val contribution; medium = at least {analysis['major_share']:.0%} of the errors of either "
+              "set; low = otherwise. Slices overlap.", ""]
     return "\n".join(lines)
 
 

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
-    p = argparse.ArgumentParser(prog="python -m pedestrian.search.bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m pedestrian.search.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("which", choices=["lr", "workers", "all"])
     p.add_argument("--profile", default="cpu")

@@ -194,17 +194,17 @@ def plot_params(path: Path, trials: Sequence[FrozenTrial], space: Mapping[str, P
     done = [t for t in finished(trials) if objective_of(t) is not None]
     fig, axes = _axes(len(space))
     for ax, (name, p) in zip(axes, space.items()):
-        ts = [t for t in done if name in t.params]
-        ys = [objective_of(t) for t in ts]
+        labels = list(p.labels)
+        for state, marker in ((TrialState.COMPLETE, "o"), (TrialState.PRUNED, "x")):
+            ts = [t for t in done if name in t.params and t.state == state]
+            xs = [t.params[name] if p.numeric else labels.index(t.params[name]) for t in ts]
+            ax.scatter(xs, [objective_of(t) for t in ts], c=_colors(ts), s=18, marker=marker)
         if p.numeric:
-            ax.scatter([t.params[name] for t in ts], ys, c=_colors(ts), s=18)
-            for end in (p.low, p.high):
+            for end in (p.low, p.high):  # the declared range: a best value next to a line is on its edge
                 ax.axvline(end, color="grey", ls="--", lw=1)
             if p.scale == "log":
                 ax.set_xscale("log")
         else:
-            labels = list(p.labels)
-            ax.scatter([labels.index(t.params[name]) for t in ts], ys, c=_colors(ts), s=18)
             ax.set_xticks(range(len(labels)), [str(c) for c in labels], rotation=20)
         title = f"{name} ({p.key})"
         if best is not None and name in best.params:

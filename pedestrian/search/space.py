@@ -154,6 +154,5 @@ def check_keys(cfg: DictConfig, space: Mapping[str, Param]) -> None:
     for p in space.values():
         if OmegaConf.select(cfg, p.key, default="__missing__") == "__missing__":
             raise config_error(f"search.space.{p.name}.key={p.key!r}: no such key in the stage's config")
-        if p.each and not isinstance(OmegaConf.select(cfg, p.key), (list, tuple)) and \
-                not OmegaConf.is_list(OmegaConf.select(cfg, p.key)):
+        if p.each and not OmegaConf.is_list(OmegaConf.select(cfg, p.key)):
             raise config_error(f"search.space.{p.name}: each=true needs a list at {p.key!r}")
