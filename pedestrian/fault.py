@@ -300,7 +300,7 @@ The lecture's likely causes of an exploding loss, most likely first:
      use cross-entropy on logits), overflow in low precision (trainer.precision=32-true to check)
   3. inputs not normalised, or normalised twice (data.normalize=once), or corrupt data in a batch
   4. exploding gradients in a deep net without normalisation: clip them (trainer.gradient_clip_val=1.0)
-Find the first op that produces it with +debug=anomaly (autograd anomaly detection)."""
+Find the first op that produces it with debug=anomaly (autograd anomaly detection)."""
 
 
 class NanGuard(L.Callback):

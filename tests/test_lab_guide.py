@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 
 from conftest import ROOT, cli
-from test_ladder import tiny_ladder
+from test_ladder import ONE_THREAD, tiny_ladder
 
 GUIDE = ROOT / "experiments" / "README.md"
 EXPECT = re.compile(r"#\s*exits?\s+(\d+)")  # a command may say "# exits 1" (a check that must fail)
@@ -59,7 +59,7 @@ def test_every_guide_command_runs(data_root):
     assert first.returncode == 0, first.stderr[-3000:]
     for cmd, expected in guide_commands(GUIDE.read_text()):
         module, args = tiny(cmd, data_root)
-        r = cli(*args, module=module, cwd=ws, timeout=600)
+        r = cli(*args, module=module, cwd=ws, timeout=600, env=ONE_THREAD)
         assert r.returncode == expected, f"{cmd}\n-> {module} {args}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
         if module == "pedestrian.ladder" and "--stages" not in args and "--root" not in args:
             last = json.loads((ws / "outputs" / "ladder" / "tiny" / "ladder.json").read_text())["invocations"][-1]

@@ -19,13 +19,15 @@ from conftest import ROOT, cli, compose
 
 from pedestrian.ladder import MARKER, STAGES, checkpoint_epoch, stage_key
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models gain nothing from a second thread on a shared 2-core machine
+
 
 @functools.cache
 def tiny_ladder(data_root: Path) -> tuple[Path, subprocess.CompletedProcess]:
     """Run the tiny ladder once per session in a workspace folder (also used by the lab-guide test)."""
     ws = data_root.parent / "ladder_workspace"
     ws.mkdir(exist_ok=True)
-    return ws, cli("profile=tiny", f"data.root={data_root}", module="pedestrian.ladder", cwd=ws)
+    return ws, cli("profile=tiny", f"data.root={data_root}", module="pedestrian.ladder", cwd=ws, env=ONE_THREAD)
 
 
 def test_ladder_end_to_end_then_report_then_skip(data_root):
@@ -64,7 +66,7 @@ def test_ladder_end_to_end_then_report_then_skip(data_root):
     for png in ("learning_curves.png", "decomposition.png", "error_analysis.png"):
         assert (ws / "experiments" / "tiny" / png).stat().st_size > 10_000
 
-    again = cli("profile=tiny", f"data.root={data_root}", module="pedestrian.ladder", cwd=ws)
+    again = cli("profile=tiny", f"data.root={data_root}", module="pedestrian.ladder", cwd=ws, env=ONE_THREAD)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("skipped") >= len(STAGES) and "resuming" not in again.stdout
     ladder = json.loads((root / "ladder.json").read_text())
@@ -103,10 +105,10 @@ def _epochs(path: Path) -> set[int]:
 def test_killed_stage_resumes_from_its_last_checkpoint(tmp_path, data_root):
     """SIGKILL the ladder a few epochs into a stage; the rerun continues from the saved epoch and completes."""
     root = tmp_path / "ladder"
-    epochs = 10
+    epochs = 6
     args = ["profile=tiny", f"data.root={data_root}", f"trainer.max_epochs={epochs}", "logger=csv",
             "--stages", "lenet", "--root", str(root)]
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **ONE_THREAD}
     proc = subprocess.Popen([sys.executable, "-m", "pedestrian.ladder", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     stage = root / "lenet"
@@ -127,7 +129,7 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tmp_path, data_root):
     saved = checkpoint_epoch(last)
     assert saved is not None and 0 <= saved < epochs - 1
 
-    r = cli(*args, module="pedestrian.ladder", timeout=300)
+    r = cli(*args, module="pedestrian.ladder", timeout=300, env=ONE_THREAD)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "resuming from" in r.stderr and f"resuming from epoch {saved}" in r.stdout  # train.run's, ours
     marker = json.loads((stage / MARKER).read_text())
@@ -136,3 +138,20 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tmp_path, data_root):
     # the second attempt trained only the epochs after the saved one; the first attempt's curve is kept
     assert _epochs(stage / "csv" / "metrics.csv") == set(range(saved + 1, epochs))
     assert 0 in _epochs(stage / "attempts" / "1" / "metrics.csv")
+
+
+def test_synthetic_night_looks_like_the_renderers_night():
+    """night_synth's darkened day images keep the renderer's night brightness range; a pipeline that blacks
+    them out (an earlier one: mean 8 of 255) turns them into label noise and makes test-val error worse."""
+    import numpy as np
+
+    from pedestrian.data.augment import build_night_synth
+    from pedestrian.data.scenes import render_many
+
+    images, attrs = render_many(0, "night_check", 0, 120, 32, p_night=0.5)
+    day, night = images[attrs["night"] == 0], images[attrs["night"] == 1]
+    synth = build_night_synth(1.0, seed=0)
+    dark = np.stack([synth(im, i) for i, im in enumerate(day)])
+    assert 0.6 * night.mean() < dark.mean() < 0.8 * day.mean()  # darker than day, about as bright as night
+    assert dark.std(axis=(1, 2, 3)).mean() > 0.5 * day.std(axis=(1, 2, 3)).mean()  # the scene is still there
+    assert (build_night_synth(0.0)(day[0], 0) == day[0]).all()  # fraction 0: untouched

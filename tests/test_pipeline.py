@@ -18,7 +18,7 @@ from pedestrian.train import run
 def test_every_stage_runs_fast_dev_run(tmp_path, data_root):
     """All stages in one Hydra multirun (one process start), then night_finetune from a real checkpoint."""
     first = [s for s in STAGES if s != "night_finetune"]
-    r = cli("-m", f"+stage={','.join(first)}", "profile=tiny", "+debug=fast_dev_run", f"data.root={data_root}",
+    r = cli("-m", f"+stage={','.join(first)}", "profile=tiny", "debug=fast_dev_run", f"data.root={data_root}",
             f"hydra.sweep.dir={tmp_path / 'sweep'}", "logger=none", "print_config=false")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for i, stage in enumerate(first):
@@ -31,7 +31,7 @@ def test_every_stage_runs_fast_dev_run(tmp_path, data_root):
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = src / "checkpoints" / "best.ckpt"
     assert ckpt.exists()
-    r = cli("+stage=night_finetune", "profile=tiny", f"stage.init_from={ckpt}", "+debug=fast_dev_run",
+    r = cli("+stage=night_finetune", "profile=tiny", f"stage.init_from={ckpt}", "debug=fast_dev_run",
             f"data.root={data_root}", f"hydra.run.dir={tmp_path / 'ft'}", "logger=none")
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "ft" / "results.json").read_text())

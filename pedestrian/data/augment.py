@@ -34,13 +34,16 @@ def build(name: str | None, size: int, seed: int = 0) -> Callable[[np.ndarray], 
 
 
 def night(seed: int = 0) -> A.Compose:
-    """Synthetic low light (the night_synth stage): darker, gamma-crushed, colour cast, sensor noise, blur."""
+    """Synthetic low light (the night_synth stage): gamma-crushed midtones, less light, a colour cast, sensor
+    noise, sometimes blur. Calibrated on the renderer's night at 32 px (mean brightness ~0.55x day, warm cast,
+    noise sigma ~0.05): darker than that and the pedestrian vanishes, so the darkened images only add label
+    noise (an earlier version, mean 8/255, made the test-val error worse)."""
     return A.Compose(seed=seed, transforms=[
-        A.RandomBrightnessContrast(brightness_limit=(-0.6, -0.35), contrast_limit=(-0.5, -0.2), p=1.0),
-        A.RandomGamma(gamma_limit=(140, 260), p=1.0),
-        A.RGBShift(r_shift_limit=(-10, 25), g_shift_limit=(-15, 10), b_shift_limit=(-20, 25), p=0.8),
-        A.GaussNoise(std_range=(0.03, 0.08), p=1.0),
-        A.Blur(blur_limit=(3, 3), p=0.3),
+        A.RandomGamma(gamma_limit=(130, 200), p=1.0),
+        A.MultiplicativeNoise(multiplier=(0.6, 0.9), per_channel=False, elementwise=False, p=1.0),
+        A.RGBShift(r_shift_limit=(-5, 15), g_shift_limit=(-10, 5), b_shift_limit=(-15, 15), p=0.8),
+        A.GaussNoise(std_range=(0.02, 0.06), p=1.0),
+        A.Blur(blur_limit=(3, 3), p=0.2),
     ])
 
 

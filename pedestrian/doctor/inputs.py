@@ -76,8 +76,12 @@ def label_balance(labels: np.ndarray, num_classes: int) -> list[float]:
 
 
 def class_names(dm) -> list[str]:
-    names = getattr(dm, "class_names", None) or getattr(dm, "classes", None)
-    return [str(n) for n in names] if names else [f"y={k}" for k in range(dm.num_classes)]
+    """The datamodule's names for its classes if it has them (a folder's class map); else the project's
+    convention for two classes (1 = pedestrian); else y=k."""
+    names = getattr(dm, "class_names", None) or getattr(getattr(dm, "class_map", None), "classes", None)
+    if names:
+        return [str(n) for n in names]
+    return ["no pedestrian", "pedestrian"] if dm.num_classes == 2 else [f"y={k}" for k in range(dm.num_classes)]
 
 
 def save_grid(path: Path, x: Tensor, y: Tensor, names: list[str], mean: Tensor, std: Tensor, title: str) -> None:

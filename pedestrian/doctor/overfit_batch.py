@@ -102,7 +102,12 @@ def plot(path: Path, rec: _Recorder, target: float, title: str) -> None:
     ax.plot(steps, rec.cross_entropy, label="cross-entropy of the logits", lw=1.6)
     ax.plot(steps, rec.objective, label="objective (module.loss_fn)", lw=1.0, ls="--")
     ax.axhline(target, color="grey", lw=0.8, ls=":", label=f"target {target:g}")
-    ax.set_yscale("symlog", linthresh=1e-3)
+    values = np.asarray(rec.cross_entropy + rec.objective, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) and values.min() > 0:
+        ax.set_yscale("log")
+    else:  # a flipped sign takes the objective below zero
+        ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_xlabel("step (the same batch every step)")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)

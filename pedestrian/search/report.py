@@ -225,17 +225,18 @@ def plot_rounds(path: Path, trials: Sequence[FrozenTrial], space: Mapping[str, P
     if not numeric:
         return
     done = [t for t in finished(trials) if objective_of(t) is not None]
-    vmax = max((objective_of(t) for t in done), default=1.0)
+    values = [objective_of(t) for t in done] or [0.0, 1.0]
     fig, axes = _axes(len(numeric), width=5.0)
     for ax, (name, p) in zip(axes, numeric.items()):
         for r, rng in enumerate(ranges):
             ax.barh(r, rng[name][1] - rng[name][0], left=rng[name][0], height=0.6, color="C0", alpha=0.25)
-            ts = [t for t in done if t.user_attrs.get("round", 0) == r and name in t.params]
-            sc = ax.scatter([t.params[name] for t in ts], [r] * len(ts), c=[objective_of(t) for t in ts],
-                            cmap="viridis_r", vmin=0, vmax=vmax, s=22, zorder=3)
+            for state, marker in ((TrialState.COMPLETE, "o"), (TrialState.PRUNED, "x")):
+                ts = [t for t in done if t.user_attrs.get("round", 0) == r and name in t.params and t.state == state]
+                sc = ax.scatter([t.params[name] for t in ts], [r] * len(ts), c=[objective_of(t) for t in ts],
+                                cmap="viridis_r", vmin=min(values), vmax=max(values), s=22, marker=marker, zorder=3)
         if p.scale == "log":
             ax.set_xscale("log")
-        ax.set(yticks=range(len(ranges)), ylabel="round", title=f"{name}: range per round")
+        ax.set(yticks=range(len(ranges)), ylabel="round", title=f"{name}: range per round (x: pruned)")
         ax.invert_yaxis()
         fig.colorbar(sc, ax=ax, label="objective")
     fig.tight_layout()
