@@ -45,6 +45,11 @@ def validate(cfg: DictConfig) -> None:
     except OmegaConfBaseException as e:
         raise ConfigError(f"{e.full_key}: {e.msg}") from None
 
+    needs = OmegaConf.select(cfg, "stage.needs_init_from", default=None)
+    if needs and not OmegaConf.select(cfg, "stage.init_from", default=None):
+        raise ConfigError(f"stage.init_from=None: stage {cfg.stage.name} fine-tunes the weights of stage {needs}; "
+                          f"run the ladder (python -m pedestrian.ladder), or pass stage.init_from=PATH/best.ckpt "
+                          f"of a finished {needs} run")
     _importable("model._target_", _get(cfg, "model._target_"))
     _importable("data._target_", _get(cfg, "data._target_"))
 

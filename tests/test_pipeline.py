@@ -41,7 +41,9 @@ def test_every_stage_runs_fast_dev_run(tmp_path, data_root):
 def test_real_run_learns_and_wandb_matches_json(tmp_path, data_root):
     """A short real CPU-profile run: train error falls clearly below chance; W&B's offline run agrees."""
     run_dir = tmp_path / "run"
-    r = cli("+stage=lenet", "profile=cpu", "trainer.max_epochs=3", f"data.root={data_root}",
+    # The CPU profile's lenet (2,500 images, 8 epochs); smaller held-out sets keep the test quick.
+    r = cli("+stage=lenet", "profile=cpu", "data.n_train_val=500", "data.n_test_val=500", "data.n_test=500",
+            "data.eval_train_max=1000", f"data.root={data_root}",
             f"hydra.run.dir={run_dir}", "group=pytest-ladder", "tags=[pytest]")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "bias-variance" in r.stdout and "next step" in r.stdout
@@ -61,7 +63,7 @@ def test_real_run_learns_and_wandb_matches_json(tmp_path, data_root):
     assert summary["final/recommendation"] == res["recommendation"]["term"]
     # per-epoch metrics on all four sets, the misclassified table and the best checkpoint
     epochs = [h for h in wandb_offline.history(log) if "test_val/error" in h]
-    assert len(epochs) == 3 and all(f"{s}/error" in epochs[0] for s in ("train", "train_val", "test"))
+    assert len(epochs) == 8 and all(f"{s}/error" in epochs[0] for s in ("train", "train_val", "test"))
     kinds = {t for _, t in wandb_offline.artifacts(log)}
     assert {"model", "run_table"} <= kinds
 

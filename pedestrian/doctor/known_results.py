@@ -193,7 +193,7 @@ def check(ctx) -> CheckResult:
     z_min = float(s.z_min)
     # Two classes: compared by AUC, which needs no threshold (every constant predictor, the majority class
     # included, has AUC 0.5); more classes: by accuracy.
-    binary = linear["auc"] is not None
+    binary = dm.num_classes == 2
     metric = "auc" if binary else "accuracy"
 
     def beats(m: dict) -> tuple[bool, bool]:
