@@ -6,9 +6,10 @@ Each stage is composed from conf/ exactly as `python -m pedestrian +stage=NAME` 
 overrides given here, applied to every stage) and run by `pedestrian.train.run`, as its own W&B run in one
 group (the ladder id). All stages of a ladder live under one root, `outputs/ladder/<profile>/<stage>/`.
 
-- Hand-over: a stage that builds on its predecessor's *weights* (night_finetune: domain adaptation starts from
-  night_synth's model) gets `stage.init_from` = the predecessor's best checkpoint. The other stages build on
-  their predecessor's *config* only (conf/stage chains the deltas) and train from scratch, as in the lecture.
+- Hand-over: a stage that builds on an earlier stage's *weights* says so in its config, `stage.needs_init_from`
+  (night_finetune: domain adaptation starts from night_synth's model), and gets `stage.init_from` = that stage's
+  best checkpoint. The other stages build on their predecessor's *config* only (conf/stage chains the deltas)
+  and train from scratch, as in the lecture.
 - Skipping: each stage folder holds `ladder_stage.json` with a key, the hash of the stage's resolved config
   without bookkeeping (paths, W&B group, logging); the predecessor's key stands in for `init_from`. A stage that
   is complete under the same key is skipped; under another key its folder moves to `<root>/_superseded/` and it
@@ -39,7 +40,6 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # The lecture's order: start simple, underfitting (3 steps), overfitting (3 steps), tune, distribution shift.
 STAGES = ("lenet", "deeper", "resnet", "resnet_lr", "more_data", "weight_decay", "augment", "tuned",
           "night_synth", "night_finetune")
-WEIGHTS_FROM_PARENT = ("night_finetune",)  # stages that start from the previous stage's best checkpoint
 # Keys that say where and how a run is recorded, not what it computes: left out of the stage key.
 BOOKKEEPING = ("run_dir", "group", "resume", "print_config", "tags", "logger", "stage.init_from", "data.root",
                "data.render_workers")
@@ -174,20 +174,22 @@ def run_ladder(overrides: list[str], root: str | Path | None = None, stages: lis
 
     actions: dict[str, str] = {}
     keys: dict[str, str] = {}
-    for i, name in enumerate(STAGES):
-        parent = STAGES[i - 1] if i else None
+    for name in STAGES:
         run_dir = root / name
-        needs_weights = name in WEIGHTS_FROM_PARENT
         extra = [f"run_dir='{run_dir}'"]
         if not any(o.startswith("group=") for o in overrides):
             extra.append(f"group={ladder_id}")
-        init_from = None
-        if needs_weights:
-            pres = read_json(root / parent / "results.json") or {}
-            init_from = pres.get("best_checkpoint") if stage_state(root / parent, keys[parent]) == "complete" else None
-            extra.append(f"stage.init_from='{init_from or 'MISSING-' + parent}'")
         cfg, _ = compose(name, [*overrides, *extra])
-        keys[name] = key = stage_key(cfg, keys[parent] if needs_weights else None)
+        parent = cfg.stage.get("needs_init_from")  # the stage whose best weights this one starts from, if any
+        if parent is not None and parent not in keys:
+            raise LadderError(f"conf/stage/{name}.yaml: stage.needs_init_from={parent!r} is not a stage before it "
+                              f"in the ladder ({', '.join(STAGES)})")
+        init_from = None
+        if parent is not None:
+            done = stage_state(root / parent, keys[parent]) == "complete"
+            init_from = (read_json(root / parent / "results.json") or {}).get("best_checkpoint") if done else None
+            cfg.stage.init_from = init_from or f"MISSING-{parent}"
+        keys[name] = key = stage_key(cfg, keys[parent] if parent else None)
         if name not in selected:
             continue
 
@@ -196,7 +198,7 @@ def run_ladder(overrides: list[str], root: str | Path | None = None, stages: lis
             actions[name] = "skipped"
             console.print(f"[green]{name}[/green]: complete for this config (key {key}), skipped")
             continue
-        if needs_weights and not (init_from and Path(init_from).exists()):
+        if parent is not None and not (init_from and Path(init_from).exists()):
             how = " ".join(["python -m pedestrian.ladder", *map(shlex.quote, overrides), "--stages", parent,
                             *(["--root", shlex.quote(str(root))] if root != default_root else [])])
             raise LadderError(f"{name} starts from {parent}'s best checkpoint, but {parent} has not completed for "

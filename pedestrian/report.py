@@ -222,6 +222,8 @@ def finetune_markdown(stages: list[dict]) -> str | None:
                    f"(2 SE = {2 * se:.1%})")
         lines += ["", verdict + "."]
     init = a["marker"].get("init_from") or a["results"]["config"]["stage"].get("init_from")
+    if init and Path(init).is_absolute() and Path(init).is_relative_to(Path.cwd()):
+        init = str(Path(init).relative_to(Path.cwd()))  # the committed report names no machine's folders
     lines += ["", f"`night_finetune` started from `{init}`."]
     return "\n".join(lines)
 
@@ -369,18 +371,22 @@ def results_markdown(root: Path, stages: list[dict], profile: str, notes: str | 
         "## The lecture's trends, checked", "", trends_markdown(trends(stages)), "",
         "## Learning curves", "", "![learning curves](learning_curves.png)", "",
         "## Error analysis: test-val against train-val, by slice", "",
-        "Definitions: `pedestrian/evaluate/error_analysis.py` (error rate, share of the set's errors, shift = "
-        "contribution to test-val error − contribution to train-val error, priority).", "",
+        "Definitions: `pedestrian/evaluate/error_analysis.py`. Per slice: error rate, share of the set's errors, "
+        "shift = the points of the distribution-shift term the slice accounts for (its errors beyond the train-val "
+        "error rate, in test-val less in train-val), priority. The bars show each slice's errors as points of the "
+        "set's error rate.", "",
         "![error analysis per stage](error_analysis.png)", "",
     ]
-    for st in stages:
-        if st["analysis"] and st["name"] in ("tuned", "night_synth", "night_finetune"):
+    for st in stages:  # the stages where a slice is a clear source of the shift, and the shift stages' inputs
+        high = any(r["priority"] == "high" for r in (st["analysis"] or {}).get("slices", []))
+        if st["analysis"] and (high or st["name"] in ("tuned", "night_synth", "night_finetune")):
             parts += [error_analysis_markdown(st["analysis"], title=f"`{st['name']}`"), ""]
     ft = finetune_markdown(stages)
     if ft:
         parts += ["## Domain adaptation: before and after fine-tuning", "", ft, ""]
+    term = last["recommendation"]["term"]
     parts += ["## Where the ladder ends", "",
-              f"Last stage `{stages[-1]['name']}`: largest term **{last['recommendation']['term']}**; the lecture's "
+              f"Last stage `{stages[-1]['name']}`: largest term **{term.replace('_', ' ')}**; the lecture's "
               "next steps for it: " + "; ".join(NEXT_STEPS.get(last["recommendation"]["term"],
                                                                last["recommendation"]["steps"])) + ".", ""]
     if notes:

@@ -104,6 +104,17 @@ def test_a_slice_only_more_frequent_in_test_val_is_not_a_source_of_the_shift():
     assert rows["night"]["test_val"]["share"] == pytest.approx(0.5) and rows["night"]["priority"] == "medium"
 
 
+def test_a_shift_term_within_noise_blames_no_slice():
+    """3 points of shift on 100 images each is within 2 standard errors (9 points): nothing is 'high'."""
+    train_val = _set([(95, 10, {}), (5, 1, {"night": 1})])
+    test_val = _set([(50, 5, {}), (50, 9, {"night": 1})])
+    a = ea.analyze({f"{s}/{k}": v for s, arrs in (("train_val", train_val), ("test_val", test_val))
+                    for k, v in arrs.items()})
+    assert a["distribution_shift"] == pytest.approx(0.03) and 2 * a["distribution_shift_se"] > 0.03
+    rows = {r["slice"]: r for r in a["slices"]}
+    assert rows["night"]["shift"] > 0.5 * a["distribution_shift"] and rows["night"]["priority"] == "medium"
+
+
 def test_bad_input_names_the_missing_column():
     arrays = lecture_like()
     del arrays["test_val/reflection"]

@@ -14,12 +14,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import wandb_offline
 from conftest import ROOT, cli, compose
 
+from pedestrian.data.augment import build_night_synth
+from pedestrian.data.scenes import render_many
 from pedestrian.ladder import MARKER, STAGES, checkpoint_epoch, stage_key
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny models gain nothing from a second thread on a shared 2-core machine
+TINY_LADDER = ("profile=tiny", "trainer.extras.threads=1")  # = the lab guide's ladder command on the tiny profile
 
 
 @functools.cache
@@ -27,7 +31,7 @@ def tiny_ladder(data_root: Path) -> tuple[Path, subprocess.CompletedProcess]:
     """Run the tiny ladder once per session in a workspace folder (also used by the lab-guide test)."""
     ws = data_root.parent / "ladder_workspace"
     ws.mkdir(exist_ok=True)
-    return ws, cli("profile=tiny", f"data.root={data_root}", module="pedestrian.ladder", cwd=ws, env=ONE_THREAD)
+    return ws, cli(*TINY_LADDER, f"data.root={data_root}", module="pedestrian.ladder", cwd=ws, env=ONE_THREAD)
 
 
 def test_ladder_end_to_end_then_report_then_skip(data_root):
@@ -66,7 +70,7 @@ def test_ladder_end_to_end_then_report_then_skip(data_root):
     for png in ("learning_curves.png", "decomposition.png", "error_analysis.png"):
         assert (ws / "experiments" / "tiny" / png).stat().st_size > 10_000
 
-    again = cli("profile=tiny", f"data.root={data_root}", module="pedestrian.ladder", cwd=ws, env=ONE_THREAD)
+    again = cli(*TINY_LADDER, f"data.root={data_root}", module="pedestrian.ladder", cwd=ws, env=ONE_THREAD)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("skipped") >= len(STAGES) and "resuming" not in again.stdout
     ladder = json.loads((root / "ladder.json").read_text())
@@ -143,11 +147,6 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tmp_path, data_root):
 def test_synthetic_night_looks_like_the_renderers_night():
     """night_synth's darkened day images keep the renderer's night brightness range; a pipeline that blacks
     them out (an earlier one: mean 8 of 255) turns them into label noise and makes test-val error worse."""
-    import numpy as np
-
-    from pedestrian.data.augment import build_night_synth
-    from pedestrian.data.scenes import render_many
-
     images, attrs = render_many(0, "night_check", 0, 120, 32, p_night=0.5)
     day, night = images[attrs["night"] == 0], images[attrs["night"] == 1]
     synth = build_night_synth(1.0, seed=0)

@@ -19,9 +19,8 @@ images (day + night) the shifts add up to the shift term exactly. A slice that i
 test-val but no harder than average (night scenes a model copes with) has a shift near zero.
 
 Priority, the lecture's three levels made into a rule (`major` = share >= major_share, 25% by default):
-  high    a major share of test-val errors, and a shift of at least a third of its test-val contribution
-          (its test-val error rate is well above the train-val error rate): a source of the gap (the
-          lecture's night scenes)
+  high    the shift term is clearly positive (above 2 binomial standard errors) and the slice accounts for at
+          least half of it, with a major share of test-val errors: a source of the gap (the lecture's night)
   medium  a major share of the errors of either set otherwise (the lecture's reflections)
   low     rare in both (the lecture's hard-to-see pedestrians)
 Rows are sorted by priority, then by shift, then by test-val contribution. Slices overlap (a night scene can
@@ -65,15 +64,13 @@ def _errors(arrays: Mapping[str, np.ndarray], split: str) -> np.ndarray:
     return (prob >= THRESHOLD).astype(np.int64) != label
 
 
-NEW_FRACTION = 1 / 3  # high priority: at least this fraction of the slice's test-val contribution is shift
-
-
-def _priority(train: dict, test: dict, shift: float, major_share: float) -> tuple[str, str]:
+def _priority(train: dict, test: dict, shift: float, term: float, clear: bool, major_share: float
+              ) -> tuple[str, str]:
     train_major, test_major = train["share"] >= major_share, test["share"] >= major_share
-    if test_major and shift > 0 and shift >= NEW_FRACTION * test["contribution"]:
-        return "high", "a major share of test-val errors, well above the train-val error rate: a source of the shift"
+    if clear and test_major and shift >= 0.5 * term:
+        return "high", "a major share of test-val errors and at least half of the shift term: a source of the gap"
     if test_major or train_major:
-        return "medium", "a major share of errors, present in both sets"
+        return "medium", "a major share of errors" + ("" if clear else " (no clear shift term to blame it for)")
     return "low", "a small share of errors in both sets"
 
 
@@ -108,6 +105,10 @@ def analyze(arrays: Mapping[str, np.ndarray], slices: Mapping[str, tuple[str, in
         totals[s] = {"n": n, "errors": e, "error_rate": e / n if n else None,
                      "false_negatives": int((wrong[s] & (label == 1)).sum()),
                      "false_positives": int((wrong[s] & (label == 0)).sum())}
+    rate = {s: totals[s]["error_rate"] or 0.0 for s in SETS}
+    term = rate["test_val"] - rate["train_val"]  # the distribution-shift term, and its binomial standard error
+    term_se = sum(rate[s] * (1 - rate[s]) / max(totals[s]["n"], 1) for s in SETS) ** 0.5
+    clear = term > 2 * term_se
     rows = []
     for name, (col, value) in slices.items():
         row: dict = {"slice": name, "column": col, "value": value}
@@ -119,15 +120,14 @@ def analyze(arrays: Mapping[str, np.ndarray], slices: Mapping[str, tuple[str, in
             row[s] = {"n": n, "errors": e, "error_rate": e / n if n else None,
                       "share": e / tot["errors"] if tot["errors"] else 0.0,
                       "contribution": e / tot["n"] if tot["n"] else 0.0}
-        base = totals["train_val"]["error_rate"] or 0.0
-        row["shift"] = sum(sign * (row[s]["contribution"] - row[s]["n"] / totals[s]["n"] * base)
+        row["shift"] = sum(sign * (row[s]["contribution"] - row[s]["n"] / totals[s]["n"] * rate["train_val"])
                            for sign, s in ((1, "test_val"), (-1, "train_val")) if totals[s]["n"])
-        row["priority"], row["why"] = _priority(row["train_val"], row["test_val"], row["shift"], major_share)
+        row["priority"], row["why"] = _priority(row["train_val"], row["test_val"], row["shift"], term, clear,
+                                                major_share)
         rows.append(row)
     rows.sort(key=lambda r: (PRIORITIES.index(r["priority"]), -r["shift"], -r["test_val"]["contribution"]))
-    shift = (totals["test_val"]["error_rate"] or 0.0) - (totals["train_val"]["error_rate"] or 0.0)
     return {"sets": list(SETS), "threshold": THRESHOLD, "major_share": major_share, "totals": totals,
-            "distribution_shift": shift, "slices": rows, "skipped_slices": skipped}
+            "distribution_shift": term, "distribution_shift_se": term_se, "slices": rows, "skipped_slices": skipped}
 
 
 def _pct(v: float | None, signed: bool = False) -> str:
@@ -150,9 +150,11 @@ def rows(analysis: dict) -> list[list[str]]:
 
 def _totals_line(analysis: dict) -> str:
     t = analysis["totals"]
+    se = analysis.get("distribution_shift_se")
     return (f"train-val error {_pct(t['train_val']['error_rate'])} ({t['train_val']['errors']} of "
             f"{t['train_val']['n']}), test-val error {_pct(t['test_val']['error_rate'])} ({t['test_val']['errors']} "
-            f"of {t['test_val']['n']}); distribution shift {_pct(analysis['distribution_shift'], signed=True)}")
+            f"of {t['test_val']['n']}); distribution shift {_pct(analysis['distribution_shift'], signed=True)}"
+            + (f" (± {2 * se:.1%} at 2 SE)" if se is not None else ""))
 
 
 def table(analysis: dict, title: str = "Error analysis: test-val against train-val") -> Table:
@@ -172,9 +174,9 @@ def to_markdown(analysis: dict, title: str = "Error analysis: test-val against t
         lines += ["", f"Not analysed (no such column in the data): {', '.join(analysis['skipped_slices'])}."]
     lines += ["", "Shift: the points of the distribution-shift term the slice accounts for (its errors beyond the "
               "train-val error rate, in test-val less in train-val; day + night add up to the term). Priority: "
-              f"high = at least {analysis['major_share']:.0%} of test-val errors and a shift of at least a third of "
-              f"its test-val contribution; medium = at least {analysis['major_share']:.0%} of the errors of either "
-              "set; low = otherwise. Slices overlap.", ""]
+              "high = the term is above 2 standard errors and the slice accounts for at least half of it, with at "
+              f"least {analysis['major_share']:.0%} of test-val errors; medium = at least "
+              f"{analysis['major_share']:.0%} of the errors of either set; low = otherwise. Slices overlap.", ""]
     return "\n".join(lines)
 
 
