@@ -39,7 +39,9 @@ def build(cfg: DictConfig, run_dir: Path) -> list[Logger]:
         loggers.append(WandbLogger(
             project=wcfg.project, entity=wcfg.get("entity"), name=wcfg.get("name") or cfg.stage.name,
             job_type=wcfg.get("job_type") or cfg.stage.name,  # a search's trials: its own name, job_type=trial
-            group=str(cfg.group), tags=[cfg.stage.name, *cfg.get("tags", [])], save_dir=str(run_dir),
+            # An absolute save_dir: a W&B service inherited from a parent process (WANDB_SERVICE) has its own
+            # working directory and would put a relative path's files somewhere else.
+            group=str(cfg.group), tags=[cfg.stage.name, *cfg.get("tags", [])], save_dir=str(run_dir.resolve()),
             mode=wandb_mode(wcfg.mode), id=wandb_run_id(run_dir), resume="allow",
             log_model=bool(wcfg.log_model), config=OmegaConf.to_container(cfg, resolve=True),
         ))

@@ -189,10 +189,15 @@ def build_trainer(tcfg: dict, run_dir: Path, loggers: list, callbacks: list | tu
                   ) -> tuple[L.Trainer, ModelCheckpoint]:
     """The Trainer every run uses: best/last checkpoints written atomically and verified on load, a clean stop
     on SIGTERM/Ctrl-C, the NaN guard, and a progress bar only on a terminal (never one line per step in logs)."""
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="train_val/error",
-                           mode="min", save_last=True, auto_insert_metric_name=False)
+    folder = run_dir / "checkpoints"
+    ckpt = ModelCheckpoint(dirpath=folder, filename="best", monitor="train_val/error", mode="min",
+                           auto_insert_metric_name=False)
+    # Not save_last=True: beside a monitor, Lightning then writes last.ckpt only in epochs that improve, and a
+    # resume would redo the epochs since. This one (no monitor) overwrites last.ckpt after every validation.
+    last = ModelCheckpoint(dirpath=folder, filename=Path(fault.LAST).stem, enable_version_counter=False,
+                           save_on_train_epoch_end=False)
     tty = sys.stdout.isatty()
-    callbacks = [ckpt, *fault.callbacks(), *callbacks]
+    callbacks = [ckpt, last, *fault.callbacks(), *callbacks]
     if loggers:  # (LearningRateMonitor refuses a Trainer without a logger)
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if tty:

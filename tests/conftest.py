@@ -22,9 +22,10 @@ def data_root(tmp_path_factory) -> Path:
 def cli(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict | None = None,
         module: str = "pedestrian") -> subprocess.CompletedProcess:
     """Run `python -m <module> args...` as a real subprocess; W&B offline, no prompts."""
-    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1",
+    inherited = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_SERVICE")}
+    # (WANDB_SERVICE: an in-process test's W&B service; a CLI run starts its own unless a test passes it)
+    full_env = {**inherited, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1",
                 "HYDRA_FULL_ERROR": "1", **(env or {})}
-    full_env.pop("WANDB_API_KEY", None)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=full_env, text=True,
                           capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
 

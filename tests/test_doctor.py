@@ -129,10 +129,10 @@ def test_bugs_reach_real_training_runs(bug, column, sign, tmp_path, data_root):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["lenet", "resnet"])
-def test_detection_matrix_on_the_cpu_profile(stage, tmp_path):
+def test_detection_matrix_on_the_cpu_profile(stage, tmp_path, data_root):
     """The README's matrix: 9 of 9 bugs caught on the pedestrian scenes (CPU profile), no clean-stage failure."""
     from pedestrian.doctor.matrix import run_matrix
 
-    m = run_matrix([f"+stage={stage}", "profile=cpu"], out=tmp_path)
+    m = run_matrix([f"+stage={stage}", "profile=cpu", f"data.root={data_root}"], out=tmp_path)
     assert m["caught"] == m["n_bugs"] == 9, m["bugs"]
     assert m["false_alarms"] == [], m["rows"]["clean"]

@@ -42,7 +42,13 @@ def reference(tmp_path_factory, data_root) -> dict:
     """The uninterrupted run every resumed run must match."""
     d = tmp_path_factory.mktemp("reference")
     res = _run_in_process(f"data.root={data_root}", f"run_dir={d}")
-    return {"errors": res["errors"], "preds": dict(np.load(d / "predictions.npz"))}
+    return {"errors": res["errors"], "preds": dict(np.load(d / "predictions.npz")), "run_dir": d}
+
+
+def test_last_checkpoint_is_the_last_finished_epoch(reference):
+    """last.ckpt follows every epoch, not only the ones whose train-val error improved (what resume needs)."""
+    last = torch.load(reference["run_dir"] / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert (last["epoch"], last["global_step"]) == (3, 4 * 32)  # 4 epochs of 32 steps
 
 
 def _assert_same_as(reference: dict, run_dir: Path) -> None:

@@ -1,7 +1,7 @@
 """The lab guide (experiments/README.md) cannot rot: every command in its ```bash blocks runs here, in order, as
 a real subprocess, with the CPU profile swapped for the tiny one (profile=cpu -> profile=tiny, .../cpu paths ->
-.../tiny) and the shared scene cache. The commands run in the workspace of the tiny ladder that test_ladder.py
-made, so the guide's ladder command finds every stage complete (and must skip them all)."""
+.../tiny), the shared scene cache and CSV logging only. The commands run in the workspace of the tiny ladder
+that test_ladder.py made, so the guide's ladder command finds every stage complete (and must skip them all)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def tiny(cmd: str, data_root: Path) -> tuple[str, list[str]]:
     module, args = words[2], [w.replace("profile=cpu", "profile=tiny") for w in words[3:]]
     args = [re.sub(r"(^|/)cpu(/|-|$)", r"\1tiny\2", a) if "/" in a else a for a in args]
     if module in ("pedestrian", "pedestrian.ladder", "pedestrian.doctor"):
-        args.append(f"data.root={data_root}")
+        args += [f"data.root={data_root}", "logger=csv"]  # test_ladder.py covers W&B; this saves its start-up
     return module, args
 
 

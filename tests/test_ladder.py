@@ -52,6 +52,16 @@ def test_ladder_end_to_end_then_report_then_skip(data_root):
         assert (info["name"], info["group"]) == (stage, ladder["id"])
     assert len({json.loads((root / s / MARKER).read_text())["key"] for s in STAGES}) == len(STAGES)
 
+    # the error analysis went to W&B as a table whose rows carry thumbnails of each slice's errors
+    [log] = wandb_offline.run_files(root / "night_finetune")
+    [table] = [r.artifact for r in wandb_offline.records(log) if r.WhichOneof("record_type") == "artifact"
+               and r.artifact.name.endswith("-error_analysis") and r.artifact.type == "run_table"]
+    files = {c.path: c.local_path for c in table.manifest.contents}
+    rows = json.loads(Path(files["error_analysis.table.json"]).read_text())["data"]
+    assert {r[0] for r in rows} == {"day", "night", "reflection", "hard"}
+    thumbs = [cell for r in rows for cell in r[-2:] if isinstance(cell, dict)]
+    assert thumbs and all(t["_type"] == "image-file" and t["path"] in files for t in thumbs)
+
     # the hand-over: night_finetune was built from night_synth's best checkpoint, trained on the target pool
     synth = json.loads((root / "night_synth" / "results.json").read_text())
     ft = json.loads((root / "night_finetune" / "results.json").read_text())

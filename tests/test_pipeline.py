@@ -4,6 +4,7 @@ W&B offline run hold the same figures, and a seeded run is reproducible."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +80,19 @@ def test_seeded_runs_are_identical(tmp_path, data_root):
     assert a["errors"] == b["errors"]
     pa, pb = (np.load(tmp_path / d / "predictions.npz") for d in ("a", "b"))
     assert np.array_equal(pa["test_val/prob"], pb["test_val/prob"])
+
+
+def test_wandb_files_land_in_the_run_folder_whichever_service_writes_them(tmp_path, data_root):
+    """A W&B service inherited from a parent process (WANDB_SERVICE: a notebook, a test, a sweep agent) works in
+    its own directory; a run folder given as a relative path must still receive its own W&B run."""
+    import wandb
+
+    wandb.setup()  # this process's service, as an in-process run would start it
+    try:
+        r = cli("+stage=lenet", "profile=tiny", "trainer.max_epochs=1", f"data.root={data_root}", "run_dir=rel/run",
+                f"hydra.run.dir={tmp_path / 'hydra'}", "print_config=false", cwd=tmp_path,
+                env={"WANDB_SERVICE": os.environ["WANDB_SERVICE"]})
+    finally:
+        wandb.teardown()
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert len(wandb_offline.run_files(tmp_path / "rel" / "run")) == 1

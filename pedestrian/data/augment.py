@@ -36,8 +36,8 @@ def build(name: str | None, size: int, seed: int = 0) -> Callable[[np.ndarray], 
 def night(seed: int = 0) -> A.Compose:
     """Synthetic low light (the night_synth stage): gamma-crushed midtones, less light, a colour cast, sensor
     noise, sometimes blur. Calibrated on the renderer's night at 32 px (mean brightness ~0.55x day, warm cast,
-    noise sigma ~0.05): darker than that and the pedestrian vanishes, so the darkened images only add label
-    noise (an earlier version, mean 8/255, made the test-val error worse)."""
+    noise sigma ~0.05; this gives ~0.49x day): darker and the pedestrian vanishes, so the darkened images only
+    add label noise (an earlier version, mean 8/255, made the test-val error worse)."""
     return A.Compose(seed=seed, transforms=[
         A.RandomGamma(gamma_limit=(130, 200), p=1.0),
         A.MultiplicativeNoise(multiplier=(0.6, 0.9), per_channel=False, elementwise=False, p=1.0),

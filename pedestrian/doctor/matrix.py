@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pedestrian.doctor import CHECKS, bugs, diagnose
+from pedestrian.doctor import CHECKS, bugs, diagnose, report
 from pedestrian.doctor.__main__ import compose
 from pedestrian.doctor.report import bug_verdict
 
@@ -41,6 +41,7 @@ def run_matrix(overrides: list[str], names: list[str] | None = None, out: Path |
         t0 = time.time()
         results = diagnose(cfg, console)
         seconds[label] = round(time.time() - t0, 1)
+        report.save(Path(cfg.doctor.out_dir) / "doctor.json", report.payload(results, cfg, seconds[label]))
         rows[label] = {r.check: {"status": r.status, "diagnosis": r.diagnosis} for r in results}
         if name:
             verdicts[name] = bug_verdict(cfg, results)

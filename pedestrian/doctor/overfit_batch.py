@@ -140,7 +140,8 @@ def check(ctx) -> CheckResult:
         return CheckResult("overfit_batch", "pass", summary, None,
                            f"both curves below {target:g}: the model can memorise a batch", [], details,
                            {"loss_curve": str(path)}, time.time() - t0)
-    text = (f"{which} {shape.replace('_', ' ')} (first {curve[0]:.3g}, min {np.nanmin(curve):.3g}, "
+    verb = {"slow": "is still going down, too slowly"}.get(shape, shape.replace("_", " "))
+    text = (f"{which} {verb} (first {curve[0]:.3g}, min {np.nanmin(curve):.3g}, "
             f"last {curve[-1]:.3g}, never below {target:g} in {len(curve)} steps)")
     if last_obj < 0:
         text += f"; the objective is negative ({last_obj:.3g}): it is not a cross-entropy any more"

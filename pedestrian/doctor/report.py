@@ -123,7 +123,7 @@ def log_wandb(results: list[CheckResult], cfg: DictConfig, out_dir: Path, data: 
     stage = str(cfg.stage.name)
     tags = ["doctor", stage] + ([f"bug:{cfg.bug.name}"] if cfg.get("bug") else [])
     run = wandb.init(project=str(wcfg.project), entity=wcfg.get("entity"), name=f"doctor-{stage}", job_type="doctor",
-                     group=str(cfg.group), tags=tags, dir=str(out_dir), mode=mode, reinit="create_new",
+                     group=str(cfg.group), tags=tags, dir=str(Path(out_dir).resolve()), mode=mode, reinit="create_new",
                      config=data["config"])
     table = wandb.Table(columns=["check", "status", "diagnosis", "measured", "explanation", "fixes"])
     for r in results:
