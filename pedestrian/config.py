@@ -12,6 +12,7 @@ from pedestrian.data.datamodule import NORMALIZE_MODES
 from pedestrian.module import OPTIMIZERS, SCHEDULERS
 
 WANDB_MODES = ("auto", "offline", "online", "disabled")
+SELECT_ON = ("train_val", "test_val")  # stage.select_on: the sets a best checkpoint may be chosen on
 
 
 class ConfigError(ValueError):
@@ -50,6 +51,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"stage.init_from=None: stage {cfg.stage.name} fine-tunes the weights of stage {needs}; "
                           f"run the ladder (python -m pedestrian.ladder), or pass stage.init_from=PATH/best.ckpt "
                           f"of a finished {needs} run")
+    sel = OmegaConf.select(cfg, "stage.select_on", default="train_val")
+    _check(sel in SELECT_ON, "stage.select_on", sel, f"must be one of {SELECT_ON} (the test set stays unseen)")
     _importable("model._target_", _get(cfg, "model._target_"))
     _importable("data._target_", _get(cfg, "data._target_"))
 

@@ -164,7 +164,8 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict:
 
     gpu_data.apply(dm, extras)  # loader workers; optionally the training set resident on the GPU
     loggers = loggers_lib.build(cfg, run_dir)
-    trainer, ckpt = build_trainer(tcfg, run_dir, loggers, callbacks)
+    monitor = f"{OmegaConf.select(cfg, 'stage.select_on', default='train_val')}/error"
+    trainer, ckpt = build_trainer(tcfg, run_dir, loggers, callbacks, monitor)
 
     wl = loggers_lib.wandb_logger(loggers)
     try:
@@ -185,12 +186,12 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict:
     return result
 
 
-def build_trainer(tcfg: dict, run_dir: Path, loggers: list, callbacks: list | tuple = ()
-                  ) -> tuple[L.Trainer, ModelCheckpoint]:
+def build_trainer(tcfg: dict, run_dir: Path, loggers: list, callbacks: list | tuple = (),
+                  monitor: str = "train_val/error") -> tuple[L.Trainer, ModelCheckpoint]:
     """The Trainer every run uses: best/last checkpoints written atomically and verified on load, a clean stop
     on SIGTERM/Ctrl-C, the NaN guard, and a progress bar only on a terminal (never one line per step in logs)."""
     folder = run_dir / "checkpoints"
-    ckpt = ModelCheckpoint(dirpath=folder, filename="best", monitor="train_val/error", mode="min",
+    ckpt = ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode="min",
                            auto_insert_metric_name=False)
     # Not save_last=True: beside a monitor, Lightning then writes last.ckpt only in epochs that improve, and a
     # resume would redo the epochs since. This one (no monitor) overwrites last.ckpt after every validation.

@@ -57,6 +57,7 @@ def test_profiles_change_scale_not_meaning():
     ("trainer.max_epochs=0", "trainer.max_epochs"),
     ("data.normalize=thrice", "data.normalize"),
     ("goal_error=2", "goal_error"),
+    ("stage.select_on=test", "stage.select_on"),  # choosing on the test set would leak it
 ])
 def test_bad_values_name_their_key(override, key):
     cfg = compose("+stage=lenet", "run_dir=/tmp/x", override)

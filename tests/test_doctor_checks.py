@@ -143,3 +143,18 @@ def test_listing_order_is_a_fixed_permutation_not_the_sorted_order():
     order = bugs.listing_order(100, "train")
     assert sorted(order) == list(range(100)) and list(order) != list(range(100))
     assert (order == bugs.listing_order(100, "train")).all() and (order != bugs.listing_order(100, "test")).any()
+
+
+@pytest.mark.parametrize("init", ["kaiming", "xavier"])
+def test_every_model_starts_at_chance(init):
+    """The lecture's loss-at-initialisation check on our own models: about ln(2), no saturated outputs (the output
+    layer is initialised small; a ReLU gain there gave losses near 2.6 and 60% saturated outputs)."""
+    from pedestrian.models import ConvNet
+
+    x, y = batch(64)
+    for model in (LeNet(init=init), ConvNet(width=16, init=init), ResNet(width=16, blocks=[1, 1, 1], init=init)):
+        with torch.no_grad():
+            logits = model.eval()(x)
+        p = logits.softmax(1)
+        assert abs(F.cross_entropy(logits, y).item() - np.log(2)) < 0.05, type(model).__name__
+        assert (p.max(1).values > 0.99).float().mean() == 0, type(model).__name__

@@ -159,6 +159,11 @@ def train_until(ctx, module, dm, max_epochs: int, score, good, max_samples: int 
 
 def digits_cfg(cfg: DictConfig) -> DictConfig:
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    if out.stage.get("init_from"):
+        # A fine-tuning stage's low learning rate is meant for weights that have already learned; the digits
+        # model starts from scratch, so it gets the learning rate of training from scratch.
+        out.optim.lr = max(float(out.optim.lr), float(OmegaConf.select(cfg, "doctor.known.from_scratch_lr",
+                                                                         default=3e-4)))
     out.stage.init_from = None  # a checkpoint of the 2-class model does not fit a 10-class head
     if out.get("bug") and not out.bug.get("in_benchmark", True):
         out.bug = None  # a bug of the stage's data source (its file listing): the digits do not go through it

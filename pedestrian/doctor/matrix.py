@@ -6,6 +6,10 @@ with the right diagnosis and the clean stage passes every check; 1 otherwise.
 Options (before the overrides): --bugs a,b,c (a subset), --out DIR (matrix.md and matrix.json; default
 outputs/doctor/matrix/<stage>/<time>), --zoo (print the bug zoo's table and exit). W&B is off unless you pass
 logger=wandb.
+
+`--stages lenet,deeper,...` (or `--stages all`) runs the clean doctor on each stage instead (no bugs) and prints a
+stage x check table with each stage's time: the "no false alarms on any clean stage" figure. A stage that
+fine-tunes another's weights (night_finetune) takes them from `--ladder ROOT` (ROOT/<stage>/checkpoints/best.ckpt).
 """
 
 from __future__ import annotations
@@ -51,6 +55,46 @@ def run_matrix(overrides: list[str], names: list[str] | None = None, out: Path |
             "false_alarms": false_alarms, "seconds": seconds, "out_dir": str(base)}
 
 
+def run_stages(overrides: list[str], stages: list[str], ladder: Path | None = None, out: Path | None = None,
+               console: Console | None = None) -> dict:
+    """The clean doctor on each stage: {'rows': {stage: {check: {status, diagnosis}}}, 'seconds': {...}, ...}."""
+    console = console or Console()
+    base = out or Path("outputs/doctor/stages") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    rows, seconds = {}, {}
+    for stage in stages:
+        extra = []
+        needs = compose(["logger=none", f"+stage={stage}", *overrides]).stage.get("needs_init_from")
+        if needs:
+            if ladder is None:
+                raise SystemExit(f"stage {stage} fine-tunes {needs}'s weights: pass --ladder ROOT (a ladder's folder)")
+            extra = [f"stage.init_from={ladder / needs / 'checkpoints' / 'best.ckpt'}"]
+        cfg = compose(["logger=none", f"+stage={stage}", *overrides, *extra])
+        cfg.doctor.out_dir = str(base / stage)
+        console.print(f"[bold]{stage}[/bold]")
+        t0 = time.time()
+        results = diagnose(cfg, console)
+        seconds[stage] = round(time.time() - t0, 1)
+        report.save(Path(cfg.doctor.out_dir) / "doctor.json", report.payload(results, cfg, seconds[stage]))
+        rows[stage] = {r.check: {"status": r.status, "diagnosis": r.diagnosis} for r in results}
+    false_alarms = {s: [c for c, r in row.items() if r["status"] == "fail"] for s, row in rows.items()}
+    return {"overrides": overrides, "rows": rows, "seconds": seconds, "out_dir": str(base),
+            "false_alarms": {s: f for s, f in false_alarms.items() if f}}
+
+
+def stages_markdown(m: dict) -> str:
+    checks = [c for c in CHECKS if any(c in r for r in m["rows"].values())]
+    lines = ["| stage | " + " | ".join(f"`{c}`" for c in checks) + " | time |",
+             "|---|" + "---|" * len(checks) + "---|"]
+    for stage, row in m["rows"].items():
+        cells = [MARK[row[c]["status"]] if c in row else "" for c in checks]
+        lines.append(f"| `{stage}` | " + " | ".join(cells) + f" | {m['seconds'][stage]:.0f} s |")
+    n_fail = sum(len(f) for f in m["false_alarms"].values())
+    lines += ["", f"{len(m['rows'])} clean stages ({' '.join(m['overrides']) or 'defaults'}): {n_fail} failed checks"
+              f"{' ' + str(m['false_alarms']) if n_fail else ''}; slowest stage {max(m['seconds'].values()):.0f} s. "
+              "✔ pass, ✘ fail, ⚠ warning."]
+    return "\n".join(lines)
+
+
 def markdown(m: dict) -> str:
     checks = [c for c in CHECKS if any(c in r for r in m["rows"].values())]
     lines = ["| bug | " + " | ".join(f"`{c}`" for c in checks) + " | caught by its check |",
@@ -84,11 +128,15 @@ def zoo_markdown() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    names, out = None, None
+    names, out, stages, ladder = None, None, None, None
     while argv and argv[0].startswith("--"):
         opt = argv.pop(0)
         if opt == "--bugs":
             names = argv.pop(0).split(",")
+        elif opt == "--stages":
+            stages = argv.pop(0).split(",")
+        elif opt == "--ladder":
+            ladder = Path(argv.pop(0))
         elif opt == "--out":
             out = Path(argv.pop(0))
         elif opt == "--zoo":
@@ -102,16 +150,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown bugs {unknown}; the zoo has {bugs.names()}", file=sys.stderr)
         return 2
     t0 = time.time()
-    m = run_matrix(argv, names, out)
+    if stages is not None:
+        from pedestrian.ladder import STAGES
+
+        stages = list(STAGES) if stages == ["all"] else stages
+        bad = sorted(set(stages) - set(STAGES))
+        if bad:
+            print(f"unknown stages {bad}; the ladder has {list(STAGES)}", file=sys.stderr)
+            return 2
+        m = run_stages(argv, stages, ladder, out)
+        table = stages_markdown(m)
+    else:
+        m = run_matrix(argv, names, out)
+        table = markdown(m)
     m["wall_time_s"] = round(time.time() - t0, 1)
-    table = markdown(m)
     print(table)
     base = Path(m["out_dir"])
     base.mkdir(parents=True, exist_ok=True)
     (base / "matrix.md").write_text(table + "\n")
     (base / "matrix.json").write_text(json.dumps(m, indent=2))
     print(f"\nmatrix: {base / 'matrix.md'} ({m['wall_time_s']:.0f}s)")
-    return 0 if m["caught"] == m["n_bugs"] and not m["false_alarms"] else 1
+    return 0 if m.get("caught") == m.get("n_bugs") and not m["false_alarms"] else 1
 
 
 if __name__ == "__main__":

@@ -145,5 +145,8 @@ def check(ctx) -> CheckResult:
             f"last {curve[-1]:.3g}, never below {target:g} in {len(curve)} steps)")
     if last_obj < 0:
         text += f"; the objective is negative ({last_obj:.3g}): it is not a cross-entropy any more"
-    return CheckResult("overfit_batch", "fail", summary, shape, text, curves.CAUSES[shape], details,
+    # Still going down when the steps ran out (a fine-tuning stage's low learning rate) is none of the lecture's
+    # failure shapes: a warning, with the fix, not a failed check.
+    status = "warn" if shape == "slow" else "fail"
+    return CheckResult("overfit_batch", status, summary, shape, text, curves.CAUSES[shape], details,
                        {"loss_curve": str(path)}, time.time() - t0)

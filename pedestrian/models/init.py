@@ -15,8 +15,14 @@ def init_weights(model: nn.Module, scheme: str = "kaiming", nonlinearity: str = 
         return model
     # ReLU-like units get ReLU's gain; tanh gets tanh's (Glorot's reasoning).
     gain_name = "relu" if nonlinearity in ("relu", "gelu", "silu") else nonlinearity
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if m is layers[-1] and isinstance(m, nn.Linear):
+            # The output layer feeds no ReLU: a ReLU gain there gives large logits, 60% of them saturated, and a
+            # loss at init far above ln(classes) (the doctor's init_loss check). Small weights start it at chance.
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.Conv2d, nn.Linear)):
             if scheme == "kaiming":
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity=gain_name)
             else:
