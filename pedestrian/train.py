@@ -186,19 +186,34 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict:
     return result
 
 
+class BestAndLast(ModelCheckpoint):
+    """best.ckpt on the monitored error and last.ckpt after every epoch, both at the hook Lightning saves at.
+    (Lightning 2.6 writes last.ckpt only when it also saved a best checkpoint in that step: a resume would redo
+    every epoch since the last improvement.)"""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_anyway(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_anyway(trainer)
+
+    def _save_last_anyway(self, trainer: L.Trainer) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):  # (skipped when a best was saved in this step)
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
 def build_trainer(tcfg: dict, run_dir: Path, loggers: list, callbacks: list | tuple = (),
                   monitor: str = "train_val/error") -> tuple[L.Trainer, ModelCheckpoint]:
     """The Trainer every run uses: best/last checkpoints written atomically and verified on load, a clean stop
     on SIGTERM/Ctrl-C, the NaN guard, and a progress bar only on a terminal (never one line per step in logs)."""
-    folder = run_dir / "checkpoints"
-    ckpt = ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode="min",
-                           auto_insert_metric_name=False)
-    # Not save_last=True: beside a monitor, Lightning then writes last.ckpt only in epochs that improve, and a
-    # resume would redo the epochs since. This one (no monitor) overwrites last.ckpt after every validation.
-    last = ModelCheckpoint(dirpath=folder, filename=Path(fault.LAST).stem, enable_version_counter=False,
-                           save_on_train_epoch_end=False)
+    ckpt = BestAndLast(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
+                       save_last=True, auto_insert_metric_name=False)
     tty = sys.stdout.isatty()
-    callbacks = [ckpt, last, *fault.callbacks(), *callbacks]
+    callbacks = [ckpt, *fault.callbacks(), *callbacks]
     if loggers:  # (LearningRateMonitor refuses a Trainer without a logger)
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if tty:
