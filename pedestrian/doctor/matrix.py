@@ -29,6 +29,21 @@ from pedestrian.doctor.report import bug_verdict
 MARK = {"pass": "✔", "warn": "⚠", "fail": "✘", "skip": "–"}
 
 
+def _doctor(cfg, out_dir: Path, label: str, console: Console) -> tuple[list, float]:
+    """One doctor run of the matrix or the stage sweep: its results (also saved as doctor.json) and seconds."""
+    cfg.doctor.out_dir = str(out_dir)
+    console.print(f"[bold]{label}[/bold]")
+    t0 = time.time()
+    results = diagnose(cfg, console)
+    seconds = round(time.time() - t0, 1)
+    report.save(out_dir / "doctor.json", report.payload(results, cfg, seconds))
+    return results, seconds
+
+
+def _row(results: list) -> dict:
+    return {r.check: {"status": r.status, "diagnosis": r.diagnosis} for r in results}
+
+
 def run_matrix(overrides: list[str], names: list[str] | None = None, out: Path | None = None,
                console: Console | None = None) -> dict:
     """{'rows': {'clean' | bug: {check: {status, diagnosis}}}, 'bugs': {bug: verdict}, 'false_alarms': [...]}"""
@@ -40,13 +55,8 @@ def run_matrix(overrides: list[str], names: list[str] | None = None, out: Path |
         label = name or "clean"
         cfg = compose(["logger=none", *overrides, *([f"+bug={name}"] if name else [])])
         base = out or Path("outputs/doctor/matrix") / str(cfg.stage.name) / stamp
-        cfg.doctor.out_dir = str(base / label)
-        console.print(f"[bold]{label}[/bold]")
-        t0 = time.time()
-        results = diagnose(cfg, console)
-        seconds[label] = round(time.time() - t0, 1)
-        report.save(Path(cfg.doctor.out_dir) / "doctor.json", report.payload(results, cfg, seconds[label]))
-        rows[label] = {r.check: {"status": r.status, "diagnosis": r.diagnosis} for r in results}
+        results, seconds[label] = _doctor(cfg, base / label, label, console)
+        rows[label] = _row(results)
         if name:
             verdicts[name] = bug_verdict(cfg, results)
     false_alarms = [c for c, r in rows["clean"].items() if r["status"] == "fail"]
@@ -62,20 +72,14 @@ def run_stages(overrides: list[str], stages: list[str], ladder: Path | None = No
     base = out or Path("outputs/doctor/stages") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     rows, seconds = {}, {}
     for stage in stages:
-        extra = []
-        needs = compose(["logger=none", f"+stage={stage}", *overrides]).stage.get("needs_init_from")
-        if needs:
+        cfg = compose(["logger=none", f"+stage={stage}", *overrides])
+        needs = cfg.stage.get("needs_init_from")
+        if needs:  # as the ladder hands over: the best checkpoint of the stage it fine-tunes
             if ladder is None:
                 raise SystemExit(f"stage {stage} fine-tunes {needs}'s weights: pass --ladder ROOT (a ladder's folder)")
-            extra = [f"stage.init_from={ladder / needs / 'checkpoints' / 'best.ckpt'}"]
-        cfg = compose(["logger=none", f"+stage={stage}", *overrides, *extra])
-        cfg.doctor.out_dir = str(base / stage)
-        console.print(f"[bold]{stage}[/bold]")
-        t0 = time.time()
-        results = diagnose(cfg, console)
-        seconds[stage] = round(time.time() - t0, 1)
-        report.save(Path(cfg.doctor.out_dir) / "doctor.json", report.payload(results, cfg, seconds[stage]))
-        rows[stage] = {r.check: {"status": r.status, "diagnosis": r.diagnosis} for r in results}
+            cfg.stage.init_from = str(ladder / needs / "checkpoints" / "best.ckpt")
+        results, seconds[stage] = _doctor(cfg, base / stage, stage, console)
+        rows[stage] = _row(results)
     false_alarms = {s: [c for c, r in row.items() if r["status"] == "fail"] for s, row in rows.items()}
     return {"overrides": overrides, "rows": rows, "seconds": seconds, "out_dir": str(base),
             "false_alarms": {s: f for s, f in false_alarms.items() if f}}
