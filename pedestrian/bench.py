@@ -4,9 +4,12 @@
 2. Training throughput of each stage's model (lenet, deeper = ConvNet, resnet): our real Lightning path (the
    Classifier and the Trainer exactly as train.run builds them: checkpoints, NaN guard, loggers) against a bare
    PyTorch loop with the same model, the same in-memory batches and the same optimizer, as images/s and their
-   ratio (target >= 0.95 on the CPU). Timed: the training batches of each epoch after a warm-up epoch, from the
-   epoch's first batch to its last optimizer step (validation runs, one batch, but is not timed; neither loop
-   does it in the bare version). Paths alternate, best of --repeats.
+   ratio (target >= 0.95 on the CPU). Timed per optimizer step, from one step's end to the next, so a step
+   carries everything the loop does between two steps (fetching the batch, hooks, logging); an epoch's first
+   step, the warm-up epoch, and validation and checkpoints at an epoch's end (the bare loop has neither) are
+   left out. The paths alternate (ABBA) for --repeats rounds; the rate is the batch size over the median step,
+   which bursts of load on a shared machine or a VM's stolen time barely move (the mean-based ratio and each
+   round's ratio are reported beside it, to show the noise).
 3. On a GPU, each option of trainer=gpu / gpu_fast added in turn, both paths: fp32, bf16 autocast, channels_last,
    the training set resident on the GPU (pedestrian/data/gpu_data.py), torch.compile.
 
@@ -92,35 +95,33 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter() if device.type == "cuda" else time.process_time()
 
 
-class EpochTimer(L.Callback):
-    """(images, seconds, wall seconds) of each epoch's training batches: first batch to last optimizer step."""
+class StepTimer(L.Callback):
+    """Per epoch, the clock at its start and at the end of each training batch (after the optimizer step)."""
 
     def __init__(self) -> None:
-        self.epochs: list[tuple[int, float, float]] = []
+        self.epochs: list[list[tuple[int, float, float]]] = []
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.start, self.wall, self.images = _clock(pl_module.device), time.perf_counter(), 0
+        self.epochs.append([(0, _clock(pl_module.device), time.perf_counter())])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self.images += len(batch[1])
-        if batch_idx + 1 == trainer.num_training_batches:
-            self.epochs.append((self.images, _clock(pl_module.device) - self.start, time.perf_counter() - self.wall))
+        self.epochs[-1].append((len(batch[1]), _clock(pl_module.device), time.perf_counter()))
 
 
-def lightning_epochs(cfg: DictConfig, epochs: int, run_dir: Path) -> list[tuple[int, float, float]]:
+def lightning_epochs(cfg: DictConfig, epochs: int, run_dir: Path) -> list[list[tuple[int, float, float]]]:
     """Our training path: train.build + train.build_trainer, as train.run does, for `epochs` epochs."""
     L.seed_everything(cfg.seed, workers=True)
     tcfg, extras = _trainer_cfg(cfg)
     tcfg.update(max_epochs=epochs, limit_val_batches=1, num_sanity_val_steps=0)
     dm, module = build(cfg, extras=extras)
     gpu_data.apply(dm, extras)
-    timer = EpochTimer()
+    timer = StepTimer()
     trainer, _ = build_trainer(tcfg, run_dir, [], [timer])
     trainer.fit(module, datamodule=dm)
     return timer.epochs
 
 
-def bare_epochs(cfg: DictConfig, epochs: int) -> list[tuple[int, float, float]]:
+def bare_epochs(cfg: DictConfig, epochs: int) -> list[list[tuple[int, float, float]]]:
     """The same model, batches and optimizer in a plain loop: normalise, forward, cross-entropy, step."""
     L.seed_everything(cfg.seed, workers=True)
     tcfg, extras = _trainer_cfg(cfg)
@@ -141,7 +142,7 @@ def bare_epochs(cfg: DictConfig, epochs: int) -> list[tuple[int, float, float]]:
     out = []
     for epoch in range(epochs):
         loader.sampler.set_epoch(epoch)
-        start, wall, images = _clock(device), time.perf_counter(), 0
+        marks = [(0, _clock(device), time.perf_counter())]
         for x, y, _ in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x = dm.normalize(x)
@@ -152,37 +153,77 @@ def bare_epochs(cfg: DictConfig, epochs: int) -> list[tuple[int, float, float]]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            images += len(y)
-        out.append((images, _clock(device) - start, time.perf_counter() - wall))
+            marks.append((len(y), _clock(device), time.perf_counter()))
+        out.append(marks)
     return out
 
 
-def _rate(epochs: list[tuple[int, float, float]], warmup: int, wall: bool = False) -> float:
-    timed = epochs[warmup:]
-    return sum(e[0] for e in timed) / sum(e[2 if wall else 1] for e in timed)
+def step_times(epochs: list[list[tuple[int, float, float]]], batch_size: int, warmup: int = 1,
+               wall: bool = False) -> list[float]:
+    """Seconds of each full-batch step but the first of its epoch (which also pays for the epoch's start)."""
+    k = 2 if wall else 1
+    return [b[k] - a[k] for marks in epochs[warmup:] for a, b in zip(marks[1:], marks[2:]) if b[0] == batch_size]
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
+
+
+def measure(cfg: DictConfig, epochs: int, repeats: int, run_dir: Path) -> tuple[dict[str, list[float]], list[float]]:
+    """Step times of both paths (CPU or GPU clock, and wall clock), over `repeats` alternating rounds, and each
+    round's ratio of median steps (bare / Lightning)."""
+    bs = int(cfg.data.batch_size)
+    steps: dict[str, list[float]] = {"lightning": [], "bare": [], "lightning_wall": [], "bare_wall": []}
+    rounds = []
+    for i in range(repeats):  # ABBA: slow drift on the machine hits both paths alike
+        med = {}
+        for path in ("bare", "lightning") if i % 2 == 0 else ("lightning", "bare"):
+            marks = (bare_epochs(cfg, 1 + epochs) if path == "bare" else
+                     lightning_epochs(cfg, 1 + epochs, run_dir / str(i)))
+            cpu = step_times(marks, bs)
+            if not cpu:
+                raise ValueError(f"{cfg.stage.name}: no full {bs}-image step to time after an epoch's first: raise "
+                                 "data.n_train or lower data.batch_size")
+            steps[path] += cpu
+            steps[f"{path}_wall"] += step_times(marks, bs, wall=True)
+            med[path] = _median(cpu)
+        rounds.append(round(med["bare"] / med["lightning"], 3))
+    return steps, rounds
+
+
+def bench_overhead(profile: str, repeats: int, extra: list[str], data_root: str) -> float:
+    """Lightning's own cost per optimizer step, in seconds: LeNet on batches of 2 images, where the arithmetic is
+    small and the loop's bookkeeping (hooks, closures, callbacks) shows: median step, Lightning minus bare."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose("+stage=lenet", f"profile={profile}", "logger=none", f"run_dir={tmp}/o", f"data.root={data_root}",
+                      "trainer=cpu", *extra, "data.batch_size=2", "data.n_train=600")
+        steps, _ = measure(cfg, 1, repeats, Path(tmp))
+    return _median(steps["lightning"]) - _median(steps["bare"])
 
 
 def bench_training(stages, variants: dict[str, list[str]], profile: str, epochs: int, repeats: int,
-                   extra: list[str], data_root: str) -> list[dict]:
+                   extra: list[str], data_root: str, overhead: float | None = None) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for stage in stages:
             for name, overrides in variants.items():
                 cfg = compose(f"+stage={stage}", f"profile={profile}", "logger=none", f"run_dir={tmp}/{stage}",
                               f"data.root={data_root}", *overrides, *extra)
-                best = {k: 0.0 for k in ("lightning", "bare", "lightning_wall", "bare_wall")}
-                for i in range(repeats):  # alternate, so a burst of load elsewhere hits both
-                    runs = {"bare": bare_epochs(cfg, 1 + epochs),
-                            "lightning": lightning_epochs(cfg, 1 + epochs, Path(tmp) / stage / name / str(i))}
-                    for path, epochs_run in runs.items():
-                        best[path] = max(best[path], _rate(epochs_run, 1))
-                        best[f"{path}_wall"] = max(best[f"{path}_wall"], _rate(epochs_run, 1, wall=True))
+                bs = int(cfg.data.batch_size)
+                steps, rounds = measure(cfg, epochs, repeats, Path(tmp) / stage / name)
+                rate = {k: bs / _median(v) for k, v in steps.items()}
+                mean = {k: bs * len(steps[k]) / sum(steps[k]) for k in ("lightning", "bare")}
                 row = {"stage": stage, "model": cfg.model._target_.rsplit(".", 1)[-1], "variant": name,
-                       "image_size": int(cfg.data.image_size), "batch_size": int(cfg.data.batch_size),
-                       "lightning_img_s": round(best["lightning"], 1), "bare_img_s": round(best["bare"], 1),
-                       "ratio": round(best["lightning"] / best["bare"], 3),
-                       "lightning_wall_img_s": round(best["lightning_wall"], 1),
-                       "bare_wall_img_s": round(best["bare_wall"], 1)}
+                       "image_size": int(cfg.data.image_size), "batch_size": bs, "steps_timed": len(steps["bare"]),
+                       "lightning_img_s": round(rate["lightning"], 1), "bare_img_s": round(rate["bare"], 1),
+                       "ratio": round(rate["lightning"] / rate["bare"], 3),
+                       "ratio_of_means": round(mean["lightning"] / mean["bare"], 3), "ratio_per_round": rounds,
+                       "lightning_wall_img_s": round(rate["lightning_wall"], 1),
+                       "bare_wall_img_s": round(rate["bare_wall"], 1)}
+                if overhead is not None:  # what the bare step plus Lightning's own per-step cost would give
+                    bare_step = bs / rate["bare"]
+                    row["ratio_from_overhead"] = round(bare_step / (bare_step + overhead), 3)
                 console.print(row)
                 rows.append(row)
     return rows
@@ -198,12 +239,21 @@ def markdown(result: dict) -> str:
              "second; the wall-clock CPU rates are in the JSON.", "",
              "## Renderer (one core)", "", "| size | images/s |", "|---|---|"]
     lines += [f"| {s} px | {r:,.0f} |" for s, r in result["renderer"].items()]
-    lines += ["", f"## Training (profile {result['profile']} {' '.join(result['overrides'])}, best of "
-              f"{result['repeats']}, {result['epochs']} timed epochs after a warm-up)", "",
-              "| stage | model | variant | px | batch | Lightning img/s | bare img/s | ratio |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", f"## Training (profile {result['profile']} {' '.join(result['overrides'])}, "
+              f"{result['repeats']} alternating rounds, {result['epochs']} timed epochs each after a warm-up; "
+              "img/s = batch size / median step)", "",
+              "| stage | model | variant | px | batch | steps timed (each path) | Lightning img/s | bare img/s | "
+              "ratio (median step) | ratio of means | ratio per round | ratio from overhead |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['stage']} | {r['model']} | {r['variant']} | {r['image_size']} | {r['batch_size']} | "
-              f"{r['lightning_img_s']:,.0f} | {r['bare_img_s']:,.0f} | {r['ratio']:.3f} |" for r in result["training"]]
+              f"{r['steps_timed']} | {r['lightning_img_s']:,.0f} | {r['bare_img_s']:,.0f} | {r['ratio']:.3f} | "
+              f"{r['ratio_of_means']:.3f} | {', '.join(f'{x:.2f}' for x in r['ratio_per_round'])} | "
+              f"{r.get('ratio_from_overhead', '-')} |" for r in result["training"]]
+    if "lightning_overhead_ms_per_step" in result:
+        lines += ["", f"Lightning's own cost per optimizer step: {result['lightning_overhead_ms_per_step']:.2f} ms "
+                  "(LeNet on batches of 2 images, median step, Lightning minus bare). Ratio from overhead = bare "
+                  "step / (bare step + that cost): the ratio the two paths would show if nothing but Lightning's "
+                  "bookkeeping told them apart."]
     return "\n".join(lines) + "\n"
 
 
@@ -224,8 +274,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--profile", default="full" if gpu else "cpu", help="data/model scale (conf/profile)")
     p.add_argument("--variants", default=None, help=f"comma-separated, of {list(GPU_VARIANTS if gpu else CPU_VARIANTS)}"
                    " (default: all on a GPU, fp32 on the CPU)")
-    p.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up epoch)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per round (after one warm-up epoch)")
+    p.add_argument("--repeats", type=int, default=6, help="rounds, the paths alternating (ABBA)")
+    p.add_argument("--overhead-repeats", type=int, default=4,
+                   help="CPU: rounds measuring Lightning's own cost per step on tiny batches (0: skip)")
     p.add_argument("--render-n", type=int, default=1000, help="images per renderer measurement (0: skip)")
     p.add_argument("--threads", type=int, default=0 if gpu else 1,
                    help="torch CPU threads; default 1 on the CPU (per-core figures, stable on a shared machine), "
@@ -249,8 +301,13 @@ def main(argv: list[str] | None = None) -> dict:
     result["renderer"] = bench_renderer((32, 64), a.render_n) if a.render_n else {}
     for size, rate in result["renderer"].items():
         console.print(f"renderer {size} px: {rate:,.0f} images/s on one core")
+    overhead = None
+    if a.overhead_repeats and not gpu:
+        overhead = bench_overhead(a.profile, a.overhead_repeats, a.overrides, a.data_root)
+        result["lightning_overhead_ms_per_step"] = round(1000 * overhead, 3)
+        console.print(f"Lightning's own cost per step (LeNet, batches of 2): {1000 * overhead:.2f} ms")
     result["training"] = bench_training(a.stages.split(","), {n: table_of[n] for n in names}, a.profile, a.epochs,
-                                        a.repeats, a.overrides, a.data_root)
+                                        a.repeats, a.overrides, a.data_root, overhead)
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     console.print(table(result))
     if a.out:

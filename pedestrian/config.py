@@ -9,6 +9,8 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from pedestrian.data.augment import PIPELINES
 from pedestrian.data.datamodule import NORMALIZE_MODES
+from pedestrian.models.init import ACTIVATIONS, SCHEMES
+from pedestrian.models.resnet import DOWNSAMPLE
 from pedestrian.module import OPTIMIZERS, SCHEDULERS
 
 WANDB_MODES = ("auto", "offline", "online", "disabled")
@@ -55,6 +57,10 @@ def validate(cfg: DictConfig) -> None:
     _check(sel in SELECT_ON, "stage.select_on", sel, f"must be one of {SELECT_ON} (the test set stays unseen)")
     _importable("model._target_", _get(cfg, "model._target_"))
     _importable("data._target_", _get(cfg, "data._target_"))
+    for key, allowed in (("model.nonlinearity", ACTIVATIONS), ("model.init", SCHEMES),
+                         ("model.downsample", DOWNSAMPLE)):
+        v = OmegaConf.select(cfg, key, default=None)
+        _check(v is None or v in allowed, key, v, f"must be one of {allowed}")
 
     lr = _get(cfg, "optim.lr")
     _check(isinstance(lr, (int, float)) and lr > 0, "optim.lr", lr, "the learning rate must be a number > 0")

@@ -13,6 +13,7 @@ import torch
 from conftest import compose
 
 from pedestrian.bench import main as bench
+from pedestrian.bench import step_times
 from pedestrian.data.datamodule import EpochSampler
 from pedestrian.data.gpu_data import DeviceBatches, flip_translate
 from pedestrian.train import run
@@ -34,6 +35,16 @@ def test_bench_reports_both_paths_and_writes_figures(tmp_path, data_root):
     [js] = tmp_path.glob("bench-*.json")
     assert json.loads(js.read_text())["machine"] == result["machine"]
     assert "| lenet | LeNet | fp32 |" in js.with_suffix(".md").read_text()
+
+
+def test_step_times_skip_warmup_first_steps_and_partial_batches():
+    """Each step is timed from the previous step's end; an epoch's first step (it pays for the epoch's start),
+    the warm-up epoch and a last partial batch are left out; wall=True reads the wall clock instead."""
+    warm = [(0, 0.0, 0.0), (4, 1.0, 1.0), (4, 2.0, 2.0)]
+    epoch = [(0, 10.0, 20.0), (4, 15.0, 30.0), (4, 17.0, 33.0), (4, 20.0, 37.0), (2, 21.0, 38.0)]
+    assert step_times([warm, epoch], batch_size=4) == [2.0, 3.0]
+    assert step_times([warm, epoch], batch_size=4, wall=True) == [3.0, 4.0]
+    assert step_times([warm, epoch], batch_size=4, warmup=0) == [1.0, 2.0, 3.0]
 
 
 def test_device_batches_follow_the_sampler_and_resume():

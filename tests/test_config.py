@@ -58,11 +58,18 @@ def test_profiles_change_scale_not_meaning():
     ("data.normalize=thrice", "data.normalize"),
     ("goal_error=2", "goal_error"),
     ("stage.select_on=test", "stage.select_on"),  # choosing on the test set would leak it
+    ("model.nonlinearity=sigmoidish", "model.nonlinearity"),
+    ("model.init=orthogonal", "model.init"),
 ])
 def test_bad_values_name_their_key(override, key):
     cfg = compose("+stage=lenet", "run_dir=/tmp/x", override)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
+
+
+def test_bad_resnet_downsample_is_named():
+    with pytest.raises(ConfigError, match=r"model\.downsample.*'maxpool', 'stride'"):
+        validate(compose("+stage=resnet", "run_dir=/tmp/x", "model.downsample=avg"))
 
 
 def test_missing_mandatory_value_is_named():

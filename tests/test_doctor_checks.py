@@ -148,13 +148,22 @@ def test_listing_order_is_a_fixed_permutation_not_the_sorted_order():
 @pytest.mark.parametrize("init", ["kaiming", "xavier"])
 def test_every_model_starts_at_chance(init):
     """The lecture's loss-at-initialisation check on our own models: about ln(2), no saturated outputs (the output
-    layer is initialised small; a ReLU gain there gave losses near 2.6 and 60% saturated outputs)."""
+    layer is initialised small; a ReLU gain there gave losses near 2.6 and 60% saturated outputs). In train mode,
+    as the doctor's init_loss check and the first training step see the model (in eval mode an untrained batch
+    norm's running statistics are the identity, and a max-pooled ResNet's features are not yet normalised)."""
     from pedestrian.models import ConvNet
 
     x, y = batch(64)
-    for model in (LeNet(init=init), ConvNet(width=16, init=init), ResNet(width=16, blocks=[1, 1, 1], init=init)):
-        with torch.no_grad():
-            logits = model.eval()(x)
-        p = logits.softmax(1)
-        assert abs(F.cross_entropy(logits, y).item() - np.log(2)) < 0.05, type(model).__name__
-        assert (p.max(1).values > 0.99).float().mean() == 0, type(model).__name__
+    for seed in range(5):
+        torch.manual_seed(seed)
+        for model in (LeNet(init=init), ConvNet(width=16, init=init, batch_norm=True),
+                      ResNet(width=16, blocks=[1, 1, 1], init=init),
+                      ResNet(width=16, blocks=[1, 1, 1], init=init, downsample="stride")):
+            with torch.no_grad():
+                logits = model.train()(x)
+            p = logits.softmax(1)
+            name = f"{type(model).__name__} (seed {seed})"
+            assert abs(F.cross_entropy(logits, y).item() - np.log(2)) < 0.05, name
+            assert (p.max(1).values > 0.99).float().mean() == 0, name
+
+

@@ -155,12 +155,17 @@ def test_killed_stage_resumes_from_its_last_checkpoint(tmp_path, data_root):
 
 
 def test_synthetic_night_looks_like_the_renderers_night():
-    """night_synth's darkened day images keep the renderer's night brightness range; a pipeline that blacks
-    them out (an earlier one: mean 8 of 255) turns them into label noise and makes test-val error worse."""
+    """night_synth's relit day images keep the renderer's night brightness range and its bright lamps; a
+    pipeline that blacks them out (an earlier one: mean 8 of 255) turns them into label noise and makes
+    test-val error worse, and one without lamps teaches that a light means a pedestrian."""
     images, attrs = render_many(0, "night_check", 0, 120, 32, p_night=0.5)
     day, night = images[attrs["night"] == 0], images[attrs["night"] == 1]
     synth = build_night_synth(1.0, seed=0)
     dark = np.stack([synth(im, i) for i, im in enumerate(day)])
     assert 0.6 * night.mean() < dark.mean() < 0.8 * day.mean()  # darker than day, about as bright as night
     assert dark.std(axis=(1, 2, 3)).mean() > 0.5 * day.std(axis=(1, 2, 3)).mean()  # the scene is still there
+    lamps = (night.max(-1) > 200).mean()  # glowing lamps and windows: bright spots in a dark frame
+    assert 0.3 * lamps < (dark.max(-1) > 200).mean() < 3 * lamps
+    again = build_night_synth(1.0, seed=0)
+    assert all((again(im, i) == d).all() for i, (im, d) in enumerate(zip(day, dark)))  # seeded: the same night
     assert (build_night_synth(0.0)(day[0], 0) == day[0]).all()  # fraction 0: untouched

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 SCHEMES = ("kaiming", "xavier", "default")
+ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
 
 
 def init_weights(model: nn.Module, scheme: str = "kaiming", nonlinearity: str = "relu") -> nn.Module:
@@ -39,5 +40,5 @@ def activation(name: str) -> nn.Module:
     """The nonlinearity by name (a tuned hyperparameter in the lecture's list)."""
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
     if name not in acts:
-        raise ValueError(f"model.nonlinearity={name!r} is not one of {sorted(acts)}")
+        raise ValueError(f"model.nonlinearity={name!r} is not one of {ACTIVATIONS}")
     return acts[name]()

@@ -26,13 +26,24 @@ class BasicBlock(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
+DOWNSAMPLE = ("maxpool", "stride")
+
+
 class ResNet(nn.Module):
-    """`blocks` = BasicBlocks per stage, e.g. [1,1,1] (ResNet-8) on CPU, [2,2,2,2] (ResNet-18) on a GPU."""
+    """`blocks` = BasicBlocks per stage, e.g. [1,1,1] (ResNet-8) on CPU, [2,2,2,2] (ResNet-18) on a GPU.
+    `downsample`: how a stage halves the resolution. "maxpool" (our default) pools first, then runs the block at
+    stride 1; "stride" is He et al.'s CIFAR ResNet (a stride-2 first conv, a strided 1x1 shortcut). A pedestrian
+    is a few pixels wide here, and a strided conv or shortcut reads only some of them: on the CPU ladder the
+    strided ResNet-8 trained worse than the plain ConvNet (which max-pools), and pooling fixed it
+    (experiments/cpu/notes.md)."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 2, image_size: int = 32, width: int = 16,
                  blocks: tuple[int, ...] | list[int] = (1, 1, 1), kernel_size: int = 3,
-                 nonlinearity: str = "relu", init: str = "kaiming", dropout: float = 0.0) -> None:
+                 nonlinearity: str = "relu", init: str = "kaiming", dropout: float = 0.0,
+                 downsample: str = "maxpool") -> None:
         super().__init__()
+        if downsample not in DOWNSAMPLE:
+            raise ValueError(f"model.downsample={downsample!r} is not one of {DOWNSAMPLE}")
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
                                   activation(nonlinearity))
         stages: list[nn.Module] = []
@@ -41,6 +52,9 @@ class ResNet(nn.Module):
             c_out = width * 2**i
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
+                if stride == 2 and downsample == "maxpool":
+                    stages.append(nn.MaxPool2d(2))
+                    stride = 1
                 stages.append(BasicBlock(c_in, c_out, stride, kernel_size, nonlinearity))
                 c_in = c_out
         self.stages = nn.Sequential(*stages)
