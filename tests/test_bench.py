@@ -23,8 +23,8 @@ def test_bench_reports_both_paths_and_writes_figures(tmp_path, data_root):
     threads = torch.get_num_threads()
     try:
         result = bench(["--stages", "lenet", "--profile", "tiny", "--variants", "fp32,+device_data", "--epochs", "1",
-                        "--repeats", "1", "--render-n", "20", "--threads", "1", "--data-root", str(data_root),
-                        "--out", str(tmp_path)])
+                        "--repeats", "1", "--overhead-repeats", "1", "--render-n", "20", "--threads", "1",
+                        "--data-root", str(data_root), "--out", str(tmp_path)])
     finally:
         torch.set_num_threads(threads)
     assert set(result["renderer"]) == {32, 64} and all(r > 0 for r in result["renderer"].values())
@@ -32,6 +32,8 @@ def test_bench_reports_both_paths_and_writes_figures(tmp_path, data_root):
     for row in result["training"]:
         assert row["lightning_img_s"] > 0 and row["bare_img_s"] > 0
         assert row["ratio"] == round(row["lightning_img_s"] / row["bare_img_s"], 3)
+        assert 0 < row["ratio_from_overhead"] <= 1.5  # bare step / (bare step + Lightning's own cost)
+    assert "lightning_overhead_ms_per_step" in result
     [js] = tmp_path.glob("bench-*.json")
     assert json.loads(js.read_text())["machine"] == result["machine"]
     assert "| lenet | LeNet | fp32 |" in js.with_suffix(".md").read_text()
