@@ -57,7 +57,7 @@ def validate(cfg: DictConfig) -> None:
     _check(sel in SELECT_ON, "stage.select_on", sel, f"must be one of {SELECT_ON} (the test set stays unseen)")
     _importable("model._target_", _get(cfg, "model._target_"))
     _importable("data._target_", _get(cfg, "data._target_"))
-    for key, allowed in (("model.nonlinearity", ACTIVATIONS), ("model.init", SCHEMES),
+    for key, allowed in (("model.nonlinearity", tuple(ACTIVATIONS)), ("model.init", SCHEMES),
                          ("model.downsample", DOWNSAMPLE)):
         v = OmegaConf.select(cfg, key, default=None)
         _check(v is None or v in allowed, key, v, f"must be one of {allowed}")

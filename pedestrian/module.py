@@ -25,20 +25,17 @@ class ErrorRate(Metric):
         self.add_state("wrong", default=torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0), dist_reduce_fx="sum")
 
-    def update(self, logits: Tensor, target: Tensor) -> None:
-        self.wrong += (logits.argmax(dim=1) != target).sum()
-        self.total += target.numel()
+    def update(self, wrong: Tensor, total: int) -> None:
+        """Counts: a batch's (validation) or an epoch's, summed in the training step (training)."""
+        self.wrong += wrong.long()
+        self.total += total
 
     def compute(self) -> Tensor:
         return self.wrong.float() / self.total.clamp(min=1)
 
 
-class SummedErrorRate(ErrorRate):
-    """The same rate, fed counts summed elsewhere (the training step's running sums, once an epoch)."""
-
-    def update(self, wrong: Tensor, total: Tensor) -> None:
-        self.wrong += wrong.long()
-        self.total += total.long()
+def count_wrong(logits: Tensor, target: Tensor) -> Tensor:
+    return (logits.argmax(dim=1) != target).sum()
 
 
 def build_optimizer(params, cfg: DictConfig | dict) -> torch.optim.Optimizer:
@@ -61,7 +58,7 @@ class Classifier(L.LightningModule):
         self.model = model
         self.optim_cfg = dict(optim)
         self.channels_last = channels_last
-        self.train_error = SummedErrorRate()
+        self.train_error = ErrorRate()
         self.train_loss = MeanMetric()
         self._sums: Tensor | None = None  # this epoch's (wrong, summed loss) and images seen: see training_step
         self._seen = 0
@@ -86,8 +83,7 @@ class Classifier(L.LightningModule):
         with torch.no_grad():  # (float32: exact counts up to 16M images an epoch, and no host sync on a GPU)
             if self._sums is None:
                 self._sums, self._seen = torch.zeros(2, device=loss.device), 0
-            wrong = (logits.argmax(dim=1) != y).sum()
-            self._sums.add_(torch.stack((wrong.float(), loss.detach().float() * len(y))))
+            self._sums.add_(torch.stack((count_wrong(logits, y).float(), loss.detach().float() * len(y))))
             self._seen += len(y)
         if batch_idx % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(y))
@@ -96,9 +92,8 @@ class Classifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._sums is not None and self._seen:
             wrong, loss_sum = self._sums
-            seen = torch.tensor(self._seen, device=self._sums.device)
-            self.train_error.update(wrong.round(), seen)
-            self.train_loss.update(loss_sum / self._seen, seen.float())
+            self.train_error.update(wrong, self._seen)
+            self.train_loss.update(loss_sum / self._seen, self._seen)
         self._sums = None
         self.log("train/loss_epoch", self.train_loss)
         self.log("train/running_error", self.train_error)
@@ -107,7 +102,7 @@ class Classifier(L.LightningModule):
         x, y, _ = batch
         split = EVAL_SPLITS[dataloader_idx]
         logits = self(x)
-        self.eval_error[f"{split}_set"](logits, y)
+        self.eval_error[f"{split}_set"](count_wrong(logits, y), y.numel())
         kw = dict(on_step=False, on_epoch=True, add_dataloader_idx=False, batch_size=len(y))
         self.log(f"{split}/loss", F.cross_entropy(logits, y), sync_dist=True, **kw)
         self.log(f"{split}/error", self.eval_error[f"{split}_set"], prog_bar=split == "train_val", **kw)

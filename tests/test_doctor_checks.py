@@ -165,5 +165,3 @@ def test_every_model_starts_at_chance(init):
             name = f"{type(model).__name__} (seed {seed})"
             assert abs(F.cross_entropy(logits, y).item() - np.log(2)) < 0.05, name
             assert (p.max(1).values > 0.99).float().mean() == 0, name
-
-

@@ -59,6 +59,7 @@ class NightLights(A.ImageOnlyTransform):
         light = np.empty((16, 16, 3), np.float32)
         light[:] = np.float32(r.uniform(*self.ambient)) * np.asarray(r.choice(AMBIENT_NIGHT), np.float32)
         glow = np.zeros((h, w, 3), np.float32)
+        yy, xx = np.ogrid[:h, :w]
         for _ in range(r.randint(*self.lights)):
             x, y = r.uniform(0, 1), r.uniform(0.35, 1.0)  # where the pool falls (the ground, mostly)
             rx, ry, power = r.uniform(0.1, 0.35), r.uniform(0.15, 0.45), r.uniform(0.5, 1.4)
@@ -67,7 +68,6 @@ class NightLights(A.ImageOnlyTransform):
             light += (power / (q * q))[..., None] * rgb
             if r.random() < self.halo:  # the lamp itself, above its pool
                 cx, cy, rad = x * w, (y - r.uniform(0.15, 0.4)) * h, max(1.0, r.uniform(0.03, 0.08) * w)
-                yy, xx = np.ogrid[:h, :w]
                 blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * rad * rad)).astype(np.float32)
                 glow += blob[..., None] * (230 * rgb)
         return {"light": cv2.resize(light, (w, h), interpolation=cv2.INTER_LINEAR), "glow": glow}

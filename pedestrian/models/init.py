@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 SCHEMES = ("kaiming", "xavier", "default")
-ACTIVATIONS = ("gelu", "relu", "silu", "tanh")
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
 def init_weights(model: nn.Module, scheme: str = "kaiming", nonlinearity: str = "relu") -> nn.Module:
@@ -38,7 +38,6 @@ def init_weights(model: nn.Module, scheme: str = "kaiming", nonlinearity: str = 
 
 def activation(name: str) -> nn.Module:
     """The nonlinearity by name (a tuned hyperparameter in the lecture's list)."""
-    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
-    if name not in acts:
-        raise ValueError(f"model.nonlinearity={name!r} is not one of {ACTIVATIONS}")
-    return acts[name]()
+    if name not in ACTIVATIONS:
+        raise ValueError(f"model.nonlinearity={name!r} is not one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
