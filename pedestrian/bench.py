@@ -4,12 +4,15 @@
 2. Training throughput of each stage's model (lenet, deeper = ConvNet, resnet): our real Lightning path (the
    Classifier and the Trainer exactly as train.run builds them: checkpoints, NaN guard, loggers) against a bare
    PyTorch loop with the same model, the same in-memory batches and the same optimizer, as images/s and their
-   ratio (target >= 0.95 on the CPU). Timed per optimizer step, from one step's end to the next, so a step
-   carries everything the loop does between two steps (fetching the batch, hooks, logging); an epoch's first
+   ratio (target >= 0.95 on the CPU). The two run in one process, in turn, step by step: after each step of the
+   Lightning path one bare step (its own model, loader and optimizer, built from the same seed), each timed from
+   the previous one's end, so a Lightning step carries everything its loop does between two steps (fetching the
+   batch, hooks, logging). Run-to-run noise (allocator and cache state, a VM's neighbours) moves one path's
+   speed by more than 5% between runs; paired step by step, both paths meet the same state. An epoch's first
    step, the warm-up epoch, and validation and checkpoints at an epoch's end (the bare loop has neither) are
-   left out. The paths alternate (ABBA) for --repeats rounds; the rate is the batch size over the median step,
-   which bursts of load on a shared machine or a VM's stolen time barely move (the mean-based ratio and each
-   round's ratio are reported beside it, to show the noise).
+   left out. Per round (fresh models and Trainer each, --repeats of them) each path's median step and their
+   ratio; reported: the median of the rounds' ratios, each path's rate (batch size over the median of its
+   rounds' median steps), every round, and the ratio of mean steps over all rounds, to show the noise.
 3. On a GPU, each option of trainer=gpu / gpu_fast added in turn, both paths: fp32, bf16 autocast, channels_last,
    the training set resident on the GPU (pedestrian/data/gpu_data.py), torch.compile.
 
@@ -95,74 +98,90 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter() if device.type == "cuda" else time.process_time()
 
 
-class StepTimer(L.Callback):
-    """Per epoch, the clock at its start and at the end of each training batch (after the optimizer step)."""
+class BareLoop:
+    """The same model, batches and optimizer in a plain loop: normalise, forward, cross-entropy, step. Built from
+    the same seed as the Lightning path, so both start from the same weights and see the same batch order."""
 
-    def __init__(self) -> None:
-        self.epochs: list[list[tuple[int, float, float]]] = []
+    def __init__(self, cfg: DictConfig) -> None:
+        L.seed_everything(cfg.seed, workers=True)
+        tcfg, extras = _trainer_cfg(cfg)
+        dm, module = build(cfg, extras=extras)
+        self.dm, self.extras = dm, extras
+        self.device = torch.device("cuda" if tcfg["accelerator"] == "gpu" else "cpu")
+        self.model = module.model.to(self.device).train()
+        self.opt = build_optimizer(self.model.parameters(), cfg.optim)
+        bf16 = str(tcfg.get("precision", "")).startswith("bf16")
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        if extras.get("gpu_data"):
+            images, labels, _ = dm.train_images_labels()
+            self.loader = DeviceBatches(images, labels, dm.batch_size, dm.train_sampler(len(labels)), self.device,
+                                        augment=dm.augment is not None)
+        else:
+            self.loader = dm.train_dataloader()
+
+    def steps(self, epoch: int):
+        """One epoch, one optimizer step per next(); yields the step's batch size."""
+        self.loader.sampler.set_epoch(epoch)
+        for x, y, _ in self.loader:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x = self.dm.normalize(x)
+            if self.extras.get("channels_last"):
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.autocast:
+                loss = F.cross_entropy(self.model(x), y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            yield len(y)
+
+
+class PairedTimer(L.Callback):
+    """Times our Lightning path and the bare loop step by step, in turn, in one process: after each Lightning
+    optimizer step (from the end of the previous bare step: fetch, hooks, logging, forward, backward, step) one
+    bare step runs and is timed. Whatever state the process or the machine is in, both paths meet it together:
+    one path's median step moves from round to round by more than the 5% the comparison is about (the report
+    lists each round's medians: allocator and cache state, a VM's neighbours), the pair's ratio far less.
+    Per epoch: (batch size, Lightning s, bare s) per step, on the CPU or GPU clock and on the wall clock."""
+
+    def __init__(self, bare: BareLoop) -> None:
+        self.bare, self.epochs, self.wall = bare, [], []
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.epochs.append([(0, _clock(pl_module.device), time.perf_counter())])
+        self._steps = self.bare.steps(trainer.current_epoch)
+        self.epochs.append([])
+        self.wall.append([])
+        self._mark = (_clock(pl_module.device), time.perf_counter())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self.epochs[-1].append((len(batch[1]), _clock(pl_module.device), time.perf_counter()))
+        t1 = (_clock(pl_module.device), time.perf_counter())
+        n_bare = next(self._steps, 0)
+        t2 = (_clock(pl_module.device), time.perf_counter())
+        if n_bare == len(batch[1]):
+            self.epochs[-1].append((n_bare, t1[0] - self._mark[0], t2[0] - t1[0]))
+            self.wall[-1].append((n_bare, t1[1] - self._mark[1], t2[1] - t1[1]))
+        self._mark = t2
 
 
-def lightning_epochs(cfg: DictConfig, epochs: int, run_dir: Path) -> list[list[tuple[int, float, float]]]:
-    """Our training path: train.build + train.build_trainer, as train.run does, for `epochs` epochs."""
+def paired_epochs(cfg: DictConfig, epochs: int, run_dir: Path) -> PairedTimer:
+    """Our training path (train.build + train.build_trainer, as train.run does) for `epochs` epochs, a bare step
+    after each of its steps."""
+    bare = BareLoop(cfg)
     L.seed_everything(cfg.seed, workers=True)
     tcfg, extras = _trainer_cfg(cfg)
     tcfg.update(max_epochs=epochs, limit_val_batches=1, num_sanity_val_steps=0)
     dm, module = build(cfg, extras=extras)
     gpu_data.apply(dm, extras)
-    timer = StepTimer()
+    timer = PairedTimer(bare)
     trainer, _ = build_trainer(tcfg, run_dir, [], [timer])
     trainer.fit(module, datamodule=dm)
-    return timer.epochs
+    return timer
 
 
-def bare_epochs(cfg: DictConfig, epochs: int) -> list[list[tuple[int, float, float]]]:
-    """The same model, batches and optimizer in a plain loop: normalise, forward, cross-entropy, step."""
-    L.seed_everything(cfg.seed, workers=True)
-    tcfg, extras = _trainer_cfg(cfg)
-    dm, module = build(cfg, extras=extras)
-    device = torch.device("cuda" if tcfg["accelerator"] == "gpu" else "cpu")
-    torch.backends.cudnn.benchmark = bool(tcfg.get("benchmark"))  # the flags the Trainer would set
-    torch.use_deterministic_algorithms(bool(tcfg.get("deterministic")))
-    model = module.model.to(device).train()
-    opt = build_optimizer(model.parameters(), cfg.optim)
-    bf16 = str(tcfg.get("precision", "")).startswith("bf16")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    if extras.get("gpu_data"):
-        images, labels, _ = dm.train_images_labels()
-        loader = DeviceBatches(images, labels, dm.batch_size, dm.train_sampler(len(labels)), device,
-                               augment=dm.augment is not None)
-    else:
-        loader = dm.train_dataloader()
-    out = []
-    for epoch in range(epochs):
-        loader.sampler.set_epoch(epoch)
-        marks = [(0, _clock(device), time.perf_counter())]
-        for x, y, _ in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            x = dm.normalize(x)
-            if extras.get("channels_last"):
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            marks.append((len(y), _clock(device), time.perf_counter()))
-        out.append(marks)
-    return out
-
-
-def step_times(epochs: list[list[tuple[int, float, float]]], batch_size: int, warmup: int = 1,
-               wall: bool = False) -> list[float]:
-    """Seconds of each full-batch step but the first of its epoch (which also pays for the epoch's start)."""
-    k = 2 if wall else 1
-    return [b[k] - a[k] for marks in epochs[warmup:] for a, b in zip(marks[1:], marks[2:]) if b[0] == batch_size]
+def step_times(epochs: list[list[tuple[int, float, float]]], batch_size: int, warmup: int = 1) -> dict[str, list]:
+    """Seconds of each path's full-batch steps but an epoch's first (it also pays for the epoch's start), after
+    `warmup` epochs."""
+    kept = [s for steps in epochs[warmup:] for s in steps[1:] if s[0] == batch_size]
+    return {"lightning": [s[1] for s in kept], "bare": [s[2] for s in kept]}
 
 
 def _median(xs: list[float]) -> float:
@@ -170,25 +189,24 @@ def _median(xs: list[float]) -> float:
     return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
 
 
-def measure(cfg: DictConfig, epochs: int, repeats: int, run_dir: Path) -> tuple[dict[str, list[float]], list[float]]:
-    """Step times of both paths (CPU or GPU clock, and wall clock), over `repeats` alternating rounds, and each
-    round's ratio of median steps (bare / Lightning)."""
+def measure(cfg: DictConfig, epochs: int, repeats: int, run_dir: Path) -> tuple[dict[str, list[float]], list[dict]]:
+    """Paired step times of both paths (CPU or GPU clock, and wall clock) over `repeats` rounds (fresh models,
+    loaders and Trainer each), and per round each path's median step and their ratio (bare / Lightning)."""
     bs = int(cfg.data.batch_size)
     steps: dict[str, list[float]] = {"lightning": [], "bare": [], "lightning_wall": [], "bare_wall": []}
     rounds = []
-    for i in range(repeats):  # ABBA: slow drift on the machine hits both paths alike
-        med = {}
-        for path in ("bare", "lightning") if i % 2 == 0 else ("lightning", "bare"):
-            marks = (bare_epochs(cfg, 1 + epochs) if path == "bare" else
-                     lightning_epochs(cfg, 1 + epochs, run_dir / str(i)))
-            cpu = step_times(marks, bs)
-            if not cpu:
-                raise ValueError(f"{cfg.stage.name}: no full {bs}-image step to time after an epoch's first: raise "
-                                 "data.n_train or lower data.batch_size")
-            steps[path] += cpu
-            steps[f"{path}_wall"] += step_times(marks, bs, wall=True)
-            med[path] = _median(cpu)
-        rounds.append(round(med["bare"] / med["lightning"], 3))
+    for i in range(repeats):
+        timer = paired_epochs(cfg, 1 + epochs, run_dir / str(i))
+        clock, wall = step_times(timer.epochs, bs), step_times(timer.wall, bs)
+        if not clock["bare"]:
+            raise ValueError(f"{cfg.stage.name}: no full {bs}-image step to time after an epoch's first: raise "
+                             "data.n_train or lower data.batch_size")
+        for path in ("lightning", "bare"):
+            steps[path] += clock[path]
+            steps[f"{path}_wall"] += wall[path]
+        rounds.append({"ratio": round(_median(clock["bare"]) / _median(clock["lightning"]), 4),
+                       "lightning_ms": round(1000 * _median(clock["lightning"]), 3),
+                       "bare_ms": round(1000 * _median(clock["bare"]), 3)})
     return steps, rounds
 
 
@@ -212,13 +230,16 @@ def bench_training(stages, variants: dict[str, list[str]], profile: str, epochs:
                               f"data.root={data_root}", *overrides, *extra)
                 bs = int(cfg.data.batch_size)
                 steps, rounds = measure(cfg, epochs, repeats, Path(tmp) / stage / name)
-                rate = {k: bs / _median(v) for k, v in steps.items()}
+                # Each path's rate from the median of its per-round medians, and the ratio as the median of the
+                # rounds' ratios: rounds run at different speeds, and only within a round are the paths paired.
+                rate = {k: bs / _median([r[f"{k}_ms"] / 1000 for r in rounds]) for k in ("lightning", "bare")}
+                rate.update({f"{k}_wall": bs / _median(steps[f"{k}_wall"]) for k in ("lightning", "bare")})
                 mean = {k: bs * len(steps[k]) / sum(steps[k]) for k in ("lightning", "bare")}
                 row = {"stage": stage, "model": cfg.model._target_.rsplit(".", 1)[-1], "variant": name,
                        "image_size": int(cfg.data.image_size), "batch_size": bs, "steps_timed": len(steps["bare"]),
                        "lightning_img_s": round(rate["lightning"], 1), "bare_img_s": round(rate["bare"], 1),
-                       "ratio": round(rate["lightning"] / rate["bare"], 3),
-                       "ratio_of_means": round(mean["lightning"] / mean["bare"], 3), "ratio_per_round": rounds,
+                       "ratio": round(_median([r["ratio"] for r in rounds]), 3),
+                       "ratio_of_means": round(mean["lightning"] / mean["bare"], 3), "per_round": rounds,
                        "lightning_wall_img_s": round(rate["lightning_wall"], 1),
                        "bare_wall_img_s": round(rate["bare_wall"], 1)}
                 if overhead is not None:  # what the bare step plus Lightning's own per-step cost would give
@@ -230,6 +251,10 @@ def bench_training(stages, variants: dict[str, list[str]], profile: str, epochs:
 
 
 # -- report -----------------------------------------------------------------------------------------------
+def _rounds(rounds: list[dict]) -> str:
+    return ", ".join(f"{x['ratio']:.3f} ({x['lightning_ms']:.2f}/{x['bare_ms']:.2f})" for x in rounds)
+
+
 def markdown(result: dict) -> str:
     lines = [f"# Benchmark: {result['machine']}", "",
              f"{result['date']}, host {result['host']}, torch {result['torch']}, {result['threads']} torch threads, "
@@ -240,14 +265,14 @@ def markdown(result: dict) -> str:
              "## Renderer (one core)", "", "| size | images/s |", "|---|---|"]
     lines += [f"| {s} px | {r:,.0f} |" for s, r in result["renderer"].items()]
     lines += ["", f"## Training (profile {result['profile']} {' '.join(result['overrides'])}, "
-              f"{result['repeats']} alternating rounds, {result['epochs']} timed epochs each after a warm-up; "
-              "img/s = batch size / median step)", "",
+              f"{result['repeats']} rounds, {result['epochs']} timed epochs each after a warm-up, the paths "
+              "stepping in turn; img/s = batch size / median step)", "",
               "| stage | model | variant | px | batch | steps timed (each path) | Lightning img/s | bare img/s | "
-              "ratio (median step) | ratio of means | ratio per round | ratio from overhead |",
+              "ratio | ratio of means | per round: ratio (Lightning / bare ms) | ratio from overhead |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['stage']} | {r['model']} | {r['variant']} | {r['image_size']} | {r['batch_size']} | "
               f"{r['steps_timed']} | {r['lightning_img_s']:,.0f} | {r['bare_img_s']:,.0f} | {r['ratio']:.3f} | "
-              f"{r['ratio_of_means']:.3f} | {', '.join(f'{x:.2f}' for x in r['ratio_per_round'])} | "
+              f"{r['ratio_of_means']:.3f} | {_rounds(r['per_round'])} | "
               f"{r.get('ratio_from_overhead', '-')} |" for r in result["training"]]
     if "lightning_overhead_ms_per_step" in result:
         lines += ["", f"Lightning's own cost per optimizer step: {result['lightning_overhead_ms_per_step']:.2f} ms "
@@ -275,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--variants", default=None, help=f"comma-separated, of {list(GPU_VARIANTS if gpu else CPU_VARIANTS)}"
                    " (default: all on a GPU, fp32 on the CPU)")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per round (after one warm-up epoch)")
-    p.add_argument("--repeats", type=int, default=6, help="rounds, the paths alternating (ABBA)")
+    p.add_argument("--repeats", type=int, default=4, help="rounds (fresh models and Trainer each)")
     p.add_argument("--overhead-repeats", type=int, default=4,
                    help="CPU: rounds measuring Lightning's own cost per step on tiny batches (0: skip)")
     p.add_argument("--render-n", type=int, default=1000, help="images per renderer measurement (0: skip)")

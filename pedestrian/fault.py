@@ -243,9 +243,8 @@ class Resumable(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_signals()
         if isinstance(exception, Interrupted) and trainer.is_global_zero:
-            import wandb
-
-            if wandb.run is not None:
+            wandb = sys.modules.get("wandb")  # only a run that imported it can have a W&B run to mark
+            if wandb is not None and wandb.run is not None:
                 wandb.run.mark_preempting()  # W&B shows the run as preempted, resumable, not crashed
 
     def _requested(self, trainer: L.Trainer) -> bool:

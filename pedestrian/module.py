@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,13 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
 from pedestrian.data.datamodule import EVAL_SPLITS
+
+# Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 on import (so that checking for a GPU never initialises CUDA
+# before a fork). On a machine without an NVIDIA driver every torch.cuda.is_available() then tries to load NVML
+# again, about 0.1 ms, and torch's optimizers ask once a step. With no GPU there is no CUDA to protect: use
+# torch's own check (a bare PyTorch script pays nothing either).
+if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and not torch.cuda.is_available():
+    del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "onecycle")
@@ -63,6 +72,23 @@ class Classifier(L.LightningModule):
         self._sums: Tensor | None = None  # this epoch's (wrong, summed loss) and images seen: see training_step
         self._seen = 0
         self.eval_error = nn.ModuleDict({f"{s}_set": ErrorRate() for s in EVAL_SPLITS})  # "train" is taken
+
+    # Lightning sets _current_fx_name twice around each of some 40 hook calls a step, and nn.Module's __setattr__
+    # checks every value for parameters, buffers and submodules: plain attributes skip that (python -m
+    # pedestrian.bench: part of Lightning's cost per step against a bare loop).
+    _PLAIN_ATTRS = frozenset({"_current_fx_name", "_sums", "_seen"})
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in Classifier._PLAIN_ATTRS:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        # (images, labels, indices): moved directly instead of by Lightning's walk through any collection.
+        if isinstance(batch, (tuple, list)) and all(isinstance(t, Tensor) for t in batch):
+            return tuple(t.to(device, non_blocking=True) for t in batch)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last:

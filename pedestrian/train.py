@@ -69,8 +69,13 @@ def predict(module: Classifier, dm: ArrayDataModule, split: str) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def evaluate(module: Classifier, dm: ArrayDataModule, goal: float) -> tuple[dict, dict[str, np.ndarray]]:
-    """Errors on the four sets from one pass each, the decomposition, and the raw predictions."""
+def evaluate(module: Classifier, dm: ArrayDataModule, goal: float,
+             device: torch.device | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """Errors on the four sets from one pass each, the decomposition, and the raw predictions. `device`: where
+    to run (Lightning hands the model back on the CPU after fit; on a GPU box that made the ResNet-18 evaluation
+    of the full profile take minutes)."""
+    if device is not None:
+        module.to(device)
     preds, errors = {}, {}
     for split in EVAL_SPLITS:
         ds = dm.eval_dataset(split)
@@ -191,6 +196,12 @@ class BestAndLast(ModelCheckpoint):
     (Lightning 2.6 writes last.ckpt only when it also saved a best checkpoint in that step: a resume would redo
     every epoch since the last improvement.)"""
 
+    @property
+    def state_key(self) -> str:  # Lightning rebuilds it (a dict's repr) at each of ~10 hook calls a step
+        if "_state_key" not in self.__dict__:
+            self._state_key = super().state_key
+        return self._state_key
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):
@@ -236,7 +247,7 @@ def _fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, module: Classifier, d
     best = ckpt.best_model_path
     if best:
         load_weights(module.model, best)
-    summary, preds = evaluate(module, dm, float(cfg.goal_error))
+    summary, preds = evaluate(module, dm, float(cfg.goal_error), trainer.strategy.root_device)
     result = {
         "stage": cfg.stage.name, **summary,
         "n": {s: len(dm.eval_dataset(s)) for s in EVAL_SPLITS} | {"train_total": len(dm.train_images_labels()[1])},
