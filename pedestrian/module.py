@@ -107,7 +107,7 @@ class Classifier(L.LightningModule):
         # small tensor, and the metrics see the sums once an epoch. A torchmetrics update per step, or a self.log,
         # costs a fraction of a millisecond: on a CPU that is a few percent of a LeNet step.
         with torch.no_grad():  # (float32: exact counts up to 16M images an epoch, and no host sync on a GPU)
-            if self._sums is None:
+            if self._sums is None:  # here, not at epoch start: a run resumed mid-epoch skips on_train_epoch_start
                 self._sums, self._seen = torch.zeros(2, device=loss.device), 0
             self._sums.add_(torch.stack((count_wrong(logits, y).float(), loss.detach().float() * len(y))))
             self._seen += len(y)
