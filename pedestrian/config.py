@@ -92,6 +92,17 @@ def validate(cfg: DictConfig) -> None:
     aug = OmegaConf.select(cfg, "data.augment", default=None)
     _check(aug is None or aug in PIPELINES, "data.augment", aug, f"must be null or one of {PIPELINES}")
 
+    clip = OmegaConf.select(cfg, "trainer.gradient_clip_val", default=None)
+    _check(clip is None or (isinstance(clip, (int, float)) and clip >= 0), "trainer.gradient_clip_val", clip,
+           "must be null or a number >= 0")
+    prec = str(OmegaConf.select(cfg, "trainer.precision", default=""))
+    _check(not clip or not prec.startswith("16"), "trainer.gradient_clip_val", clip, f"cannot clip with "
+           f"trainer.precision={prec} (scaled fp16 gradients): use bf16-mixed or 32-true")
+    algo = OmegaConf.select(cfg, "trainer.gradient_clip_algorithm", default=None)
+    _check(algo in (None, "norm", "value"), "trainer.gradient_clip_algorithm", algo, "must be null, norm or value")
+    acc = OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1)
+    _check(acc == 1, "trainer.accumulate_grad_batches", acc, "not supported: the optimizer step is ours "
+           "(pedestrian/module.py, one step a batch); raise data.batch_size instead")
     epochs = _get(cfg, "trainer.max_epochs")
     _check(isinstance(epochs, int) and epochs >= 1, "trainer.max_epochs", epochs, "must be an integer >= 1")
     goal = _get(cfg, "goal_error")

@@ -62,21 +62,27 @@ def build_optimizer(params, cfg: DictConfig | dict) -> torch.optim.Optimizer:
 class Classifier(L.LightningModule):
     """Wraps any nn.Module that maps NCHW floats to class logits."""
 
-    def __init__(self, model: nn.Module, optim: DictConfig | dict, channels_last: bool = False) -> None:
+    def __init__(self, model: nn.Module, optim: DictConfig | dict, channels_last: bool = False,
+                 grad_clip: float | None = None, grad_clip_algorithm: str | None = None) -> None:
         super().__init__()
+        # The optimizer step is written out in training_step, as in a plain PyTorch loop (Lightning's manual
+        # optimization). Lightning's automatic loop makes the same calls through a closure and a dozen more hook
+        # dispatches a step: python -m pedestrian.bench measured 0.4-0.5 ms a step on a 2-core CPU, over 1% of a
+        # LeNet step. Gradient clipping (trainer.gradient_clip_val) and the schedulers are therefore applied here.
+        self.automatic_optimization = False
         self.model = model
         self.optim_cfg = dict(optim)
         self.channels_last = channels_last
+        self.grad_clip, self.grad_clip_algorithm = grad_clip, grad_clip_algorithm or "norm"
         self.train_error = ErrorRate()
         self.train_loss = MeanMetric()
-        self._sums: Tensor | None = None  # this epoch's (wrong, summed loss) and images seen: see training_step
-        self._seen = 0
+        self._sums: list[tuple[Tensor, Tensor, int]] | None = None  # this epoch's steps: see training_step
         self.eval_error = nn.ModuleDict({f"{s}_set": ErrorRate() for s in EVAL_SPLITS})  # "train" is taken
 
     # Lightning sets _current_fx_name twice around each of some 40 hook calls a step, and nn.Module's __setattr__
     # checks every value for parameters, buffers and submodules: plain attributes skip that (python -m
     # pedestrian.bench: part of Lightning's cost per step against a bare loop).
-    _PLAIN_ATTRS = frozenset({"_current_fx_name", "_sums", "_seen"})
+    _PLAIN_ATTRS = frozenset({"_current_fx_name", "_sums"})
 
     def __setattr__(self, name: str, value) -> None:
         if name in Classifier._PLAIN_ATTRS:
@@ -103,24 +109,37 @@ class Classifier(L.LightningModule):
         x, y, _ = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
-        # Lean on purpose (python -m pedestrian.bench): the running error and loss are summed in place into one
-        # small tensor, and the metrics see the sums once an epoch. A torchmetrics update per step, or a self.log,
-        # costs a fraction of a millisecond: on a CPU that is a few percent of a LeNet step.
-        with torch.no_grad():  # (float32: exact counts up to 16M images an epoch, and no host sync on a GPU)
+        opt = self.optimizers()
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)  # Lightning's: mixed precision, DDP's gradient sync, the NaN guard's hook
+        if self.grad_clip:
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm=self.grad_clip_algorithm)
+        opt.step()
+        self._step_schedulers("step")
+        # Lean on purpose (python -m pedestrian.bench): each step's wrong count and loss are kept as tensors and
+        # summed once an epoch. A torchmetrics update per step, or a self.log, costs a fraction of a millisecond:
+        # on a CPU that is a few percent of a LeNet step. (No host sync on a GPU either.)
+        with torch.no_grad():
             if self._sums is None:  # here, not at epoch start: a run resumed mid-epoch skips on_train_epoch_start
-                self._sums, self._seen = torch.zeros(2, device=loss.device), 0
-            self._sums.add_(torch.stack((count_wrong(logits, y).float(), loss.detach().float() * len(y))))
-            self._seen += len(y)
+                self._sums = []
+            self._sums.append((count_wrong(logits, y), loss.detach(), len(y)))
         if batch_idx % self.trainer.log_every_n_steps == 0:
             self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(y))
         return loss
 
+    def _step_schedulers(self, interval: str) -> None:
+        for c in self.trainer.lr_scheduler_configs:  # (restored from a checkpoint on resume, like the optimizer)
+            if c.interval == interval:
+                c.scheduler.step()
+
     def on_train_epoch_end(self) -> None:
-        if self._sums is not None and self._seen:
-            wrong, loss_sum = self._sums
-            self.train_error.update(wrong, self._seen)
-            self.train_loss.update(loss_sum / self._seen, self._seen)
+        if self._sums:
+            wrong, losses, sizes = zip(*self._sums)
+            n = torch.tensor(sizes, device=losses[0].device)
+            self.train_error.update(torch.stack(wrong).sum(), int(n.sum()))
+            self.train_loss.update((torch.stack(losses).float() * n).sum() / n.sum(), int(n.sum()))
         self._sums = None
+        self._step_schedulers("epoch")
         self.log("train/loss_epoch", self.train_loss)
         self.log("train/running_error", self.train_error)
 

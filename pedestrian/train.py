@@ -39,6 +39,8 @@ def _trainer_cfg(cfg: DictConfig) -> tuple[dict, dict]:
     """Split trainer config into Trainer kwargs and our extras; fall back to CPU when no GPU is present."""
     tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     extras = tcfg.pop("extras", {}) or {}
+    for key in ("gradient_clip_val", "gradient_clip_algorithm"):  # applied by our training step (module.py)
+        extras[key] = tcfg.pop(key, None)
     if tcfg.get("accelerator") == "gpu" and not torch.cuda.is_available():
         console.print("[yellow]trainer=gpu asked for a GPU but torch sees none: running on the CPU "
                       "(fp32, no channels_last). The code path is the same.[/yellow]")
@@ -138,7 +140,9 @@ def build(cfg: DictConfig, dm: ArrayDataModule | None = None,
         load_weights(model, cfg.stage.init_from)
     if extras.get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
-    module = Classifier(model, cfg.optim, channels_last=bool(extras.get("channels_last")))
+    module = Classifier(model, cfg.optim, channels_last=bool(extras.get("channels_last")),
+                        grad_clip=extras.get("gradient_clip_val"),
+                        grad_clip_algorithm=extras.get("gradient_clip_algorithm"))
     if extras.get("compile"):
         module.model = torch.compile(module.model)
     if cfg.get("bug"):

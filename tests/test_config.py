@@ -60,9 +60,13 @@ def test_profiles_change_scale_not_meaning():
     ("stage.select_on=test", "stage.select_on"),  # choosing on the test set would leak it
     ("model.nonlinearity=sigmoidish", "model.nonlinearity"),
     ("model.init=orthogonal", "model.init"),
+    ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val"),
+    ("trainer.gradient_clip_val=1 trainer.precision=16-mixed", "trainer.gradient_clip_val"),
+    ("trainer.gradient_clip_algorithm=l3", "trainer.gradient_clip_algorithm"),
+    ("+trainer.accumulate_grad_batches=4", "trainer.accumulate_grad_batches"),  # our step is one a batch
 ])
 def test_bad_values_name_their_key(override, key):
-    cfg = compose("+stage=lenet", "run_dir=/tmp/x", override)
+    cfg = compose("+stage=lenet", "run_dir=/tmp/x", *override.split())
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
 
