@@ -83,9 +83,10 @@ def _sync(device: torch.device) -> None:
 # -- 1. the renderer --------------------------------------------------------------------------------------
 def bench_renderer(sizes: tuple[int, ...], n: int, repeats: int) -> dict[int, list[float]]:
     """Images/s of scenes.renderer_throughput in this process, pinned to one thread (so: per core), `repeats`
-    runs of `n` images per size. This VM's speed moves by a third within seconds (the same runs gave 1,476 to
-    2,357 images/s at 64 px in one process): the headline is the best run, as timeit takes the fastest,
-    since interference only ever slows a run down; the report lists every run and their median."""
+    runs of `n` images per size. A VM's speed can move by a third within seconds (the five runs of
+    experiments/bench-x86-64-CPU--2-cores--no-GPU-20261126-0519.md: 1,225 to 1,960 images/s at 64 px): the
+    headline is the best run, as timeit takes the fastest, since interference only ever slows a run down; the
+    report lists every run and their median."""
     import cv2
 
     from pedestrian.data import scenes

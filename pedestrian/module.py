@@ -136,9 +136,9 @@ class Classifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._sums:
             wrong, losses, sizes = zip(*self._sums)
-            n = torch.tensor(sizes, device=losses[0].device)
-            self.train_error.update(torch.stack(wrong).sum(), int(n.sum()))
-            self.train_loss.update((torch.stack(losses).float() * n).sum() / n.sum(), int(n.sum()))
+            seen, n = sum(sizes), torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
+            self.train_error.update(torch.stack(wrong).sum(), seen)
+            self.train_loss.update((torch.stack(losses).float() * n).sum() / seen, seen)
         self._sums = None
         self._step_schedulers("epoch")
         self.log("train/loss_epoch", self.train_loss)

@@ -1,5 +1,6 @@
-"""The LightningModule's running train error and loss: summed in place during the epoch (pedestrian/module.py),
-they must equal a direct count over the same images."""
+"""The LightningModule: its running train error and loss (kept per step, summed once an epoch) equal a direct
+count over the same images; its optimizer step (written out in training_step) equals a plain PyTorch step, steps
+the schedulers and clips as the trainer config says."""
 
 from __future__ import annotations
 
