@@ -313,7 +313,7 @@ class NanGuard(L.Callback):
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         step = trainer.global_step
         if loss.device.type == "cpu":
-            self._check(trainer, step, float(loss.detach()))
+            self._check(trainer, step, loss.item())
             return
         self._flush(trainer)
         host = torch.empty((), dtype=loss.dtype, pin_memory=True)

@@ -195,6 +195,16 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict:
     return result
 
 
+class StepLossBar(RichProgressBar):
+    """Lightning's rich progress bar, plus the training loss our module logs every log_every_n_steps."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        if getattr(pl_module, "step_loss", None) is not None:
+            metrics["train/loss_step"] = f"{pl_module.step_loss:.3f}"
+        return metrics
+
+
 class BestAndLast(ModelCheckpoint):
     """best.ckpt on the monitored error and last.ckpt after every epoch, both at the hook Lightning saves at.
     (Lightning 2.6 writes last.ckpt only when it also saved a best checkpoint in that step: a resume would redo
@@ -232,7 +242,7 @@ def build_trainer(tcfg: dict, run_dir: Path, loggers: list, callbacks: list | tu
     if loggers:  # (LearningRateMonitor refuses a Trainer without a logger)
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if tty:
-        callbacks.append(RichProgressBar())
+        callbacks.append(StepLossBar())
     trainer: L.Trainer = instantiate({"enable_progress_bar": tty, **tcfg}, logger=loggers or False,
                                      callbacks=callbacks, plugins=[fault.SafeCheckpointIO()],
                                      default_root_dir=str(run_dir), _convert_="all")

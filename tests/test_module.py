@@ -1,6 +1,6 @@
-"""The LightningModule: its running train error and loss (kept per step, summed once an epoch) equal a direct
-count over the same images; its optimizer step (written out in training_step) equals a plain PyTorch step, steps
-the schedulers and clips as the trainer config says."""
+"""The LightningModule: its running train error and loss (each step's logits kept, counted once an epoch) equal a
+direct count over the same images; the step loss reaches the progress bar; its optimizer step (written out in
+training_step) equals a plain PyTorch step, steps the schedulers and clips as the trainer config says."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from conftest import compose
 
-from pedestrian.train import build
+from pedestrian.train import StepLossBar, build
 
 
 def test_running_train_error_and_loss_equal_a_direct_count(tmp_path, data_root):
@@ -31,6 +31,17 @@ def test_running_train_error_and_loss_equal_a_direct_count(tmp_path, data_root):
     assert seen > 0 and 0 < wrong < seen
     assert float(trainer.callback_metrics["train/running_error"]) == pytest.approx(wrong / seen, abs=1e-6)
     assert float(trainer.callback_metrics["train/loss_epoch"]) == pytest.approx(loss_sum / seen, rel=1e-4)
+
+
+def test_the_progress_bar_shows_the_step_loss(tmp_path, data_root):
+    cfg = compose("+stage=lenet", "profile=tiny", "logger=none", f"data.root={data_root}", f"run_dir={tmp_path}")
+    dm, module = build(cfg)
+    bar = StepLossBar()
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[bar], log_every_n_steps=1,
+                        limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=dm)
+    assert module.step_loss is not None and 0 < module.step_loss < 2
+    assert bar.get_metrics(trainer, module)["train/loss_step"] == f"{module.step_loss:.3f}"
 
 
 class _Record(L.Callback):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from csv import DictReader
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,14 @@ def test_real_run_learns_and_wandb_matches_json(tmp_path, data_root):
     assert len(epochs) == 8 and all(f"{s}/error" in epochs[0] for s in ("train", "train_val", "test"))
     kinds = {t for _, t in wandb_offline.artifacts(log)}
     assert {"model", "run_table"} <= kinds
+    # the step loss (logged by the module itself, every log_every_n_steps=10 of an epoch's 20 steps), in W&B and CSV
+    steps = [h for h in wandb_offline.history(log) if "train/loss_step" in h]
+    assert [h["trainer/global_step"] for h in steps] == [e * 20 + b + 1 for e in range(8) for b in (0, 10)]
+    losses = [h["train/loss_step"] for h in steps]
+    assert all(0 < v < 2 for v in losses) and losses[-1] < losses[0]
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        csv_steps = [(int(r["step"]), float(r["train/loss_step"])) for r in DictReader(f) if r["train/loss_step"]]
+    assert csv_steps == [(h["trainer/global_step"], pytest.approx(h["train/loss_step"])) for h in steps]
 
 
 def test_seeded_runs_are_identical(tmp_path, data_root):
