@@ -139,6 +139,16 @@ class Classifier(L.LightningModule):
                 logger.log_metrics({"train/loss_step": self.step_loss, "epoch": self.current_epoch},
                                    step=self.global_step)
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint written before the optimizer step moved into training_step (commit f1d55d4) counts its
+        steps in Lightning's automatic loop; the manual loop, whose count global_step now reads, starts from
+        its count, so a resumed run goes on from the same step (the logging axis) instead of from 0."""
+        loops = checkpoint.get("loops", {}).get("fit_loop", {})
+        auto = loops.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
+        manual = loops.get("epoch_loop.manual_optimization.optim_step_progress")
+        if auto and manual and auto["total"]["completed"] > 0 == manual["total"]["completed"]:
+            loops["epoch_loop.manual_optimization.optim_step_progress"] = {k: dict(v) for k, v in auto.items()}
+
     def _step_schedulers(self, interval: str) -> None:
         for c in self.trainer.lr_scheduler_configs:  # (restored from a checkpoint on resume, like the optimizer)
             if c.interval == interval:

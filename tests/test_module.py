@@ -118,3 +118,31 @@ def test_gradient_clipping_applies_trainer_gradient_clip_val(tmp_path, data_root
     _, _, _, by_value = _fit(compose(*base, "trainer.gradient_clip_val=1e-4", "trainer.gradient_clip_algorithm=value"),
                              tmp_path / "value")
     assert max(by_value.grad_max) == pytest.approx(1e-4, rel=1e-4) and max(free.grad_max) > 1e-3
+
+
+def test_a_checkpoint_of_the_automatic_loop_resumes_at_its_step(tmp_path, data_root):
+    """Checkpoints written before the optimizer step moved into training_step count their steps in Lightning's
+    automatic loop: resumed now, global_step (the logging axis) goes on from there instead of from 0."""
+    cfg = compose("+stage=lenet", "profile=tiny", "logger=none", f"data.root={data_root}", f"run_dir={tmp_path}")
+
+    def fit(epochs: int, ckpt_path=None) -> L.Trainer:
+        dm, module = build(cfg)
+        trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=str(tmp_path))
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+        return trainer
+
+    trainer = fit(1)
+    steps = trainer.global_step
+    assert steps > 0
+    trainer.save_checkpoint(tmp_path / "new.ckpt")
+    ckpt = torch.load(tmp_path / "new.ckpt", weights_only=True)
+    loops = ckpt["loops"]["fit_loop"]
+    manual = loops["epoch_loop.manual_optimization.optim_step_progress"]
+    assert manual["total"]["completed"] == steps
+    # as the automatic loop wrote it: its count under optim_progress.optimizer.step, the manual one at zero
+    loops["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"] = manual
+    loops["epoch_loop.manual_optimization.optim_step_progress"] = {
+        k: {kk: 0 for kk in v} for k, v in manual.items()}
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    assert fit(2, tmp_path / "old.ckpt").global_step == 2 * steps
