@@ -1,7 +1,7 @@
 """`python -m pedestrian.bench`: how fast the project renders and trains, in one run.
 
-1. The renderer: images/s on one core at 32 and 64 px, best of --render-repeats runs (target: >= 2,000/s/core
-   at 64 px).
+1. The renderer: images/s on one core at 32 and 64 px, best of --render-repeats runs spread over the bench
+   (target: >= 2,000/s/core at 64 px).
 2. Training throughput of each stage's model (lenet, deeper = ConvNet, resnet): our real Lightning path (the
    Classifier and the Trainer exactly as train.run builds them: checkpoints, NaN guard, loggers) against a bare
    PyTorch loop with the same model, the same in-memory batches and the same optimizer, as images/s and their
@@ -32,6 +32,7 @@ import platform
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -81,18 +82,36 @@ def _sync(device: torch.device) -> None:
 
 
 # -- 1. the renderer --------------------------------------------------------------------------------------
-def bench_renderer(sizes: tuple[int, ...], n: int, repeats: int) -> dict[int, list[float]]:
-    """Images/s of scenes.renderer_throughput in this process, pinned to one thread (so: per core), `repeats`
-    runs of `n` images per size. A VM's speed can move by a third within seconds (the five runs of
-    experiments/bench-x86-64-CPU--2-cores--no-GPU-20261126-0519.md: 1,225 to 1,960 images/s at 64 px): the
-    headline is the best run, as timeit takes the fastest, since interference only ever slows a run down; the
-    report lists every run and their median."""
-    import cv2
+class RendererRuns:
+    """Images/s of scenes.renderer_throughput in this process, pinned to one thread (so: per core): `repeats`
+    runs of `n` images per size, taken one at a time by sample() and spread over the whole bench (before the
+    training measurements and between them; finish() takes what is left). The headline is the best run, as
+    timeit takes the fastest (interference only ever slows a run down); the report lists every run and their
+    median. Spread, because on the 2-core VM the renderer's speed switches between two levels that each last
+    for seconds, ~2,300 and ~1,450 images/s at 64 px (a 60-second trace of 500-image runs; a pure-Python loop
+    on the other core kept its speed throughout): five runs back to back sample one moment
+    (experiments/bench-x86-64-CPU--2-cores--no-GPU-20261126-0648.md: 32 px at 2,402-2,502, then 64 px at
+    1,435-1,663 seconds later)."""
 
-    from pedestrian.data import scenes
+    def __init__(self, sizes: tuple[int, ...], n: int, repeats: int) -> None:
+        self.sizes, self.n, self.repeats = sizes, n, repeats
+        self.runs: dict[int, list[float]] = {size: [] for size in sizes} if n else {}
 
-    cv2.setNumThreads(1)
-    return {size: [scenes.renderer_throughput(size, n) for _ in range(repeats)] for size in sizes}
+    def sample(self) -> None:
+        """One run per size, if fewer than `repeats` were taken."""
+        import cv2
+
+        from pedestrian.data import scenes
+
+        if self.n and len(self.runs[self.sizes[0]]) < self.repeats:
+            cv2.setNumThreads(1)
+            for size in self.sizes:
+                self.runs[size].append(scenes.renderer_throughput(size, self.n))
+
+    def finish(self) -> dict[int, list[float]]:
+        for _ in range(self.repeats):
+            self.sample()
+        return self.runs
 
 
 # -- 2. Lightning against a bare loop ---------------------------------------------------------------------
@@ -226,7 +245,9 @@ def bench_overhead(profile: str, repeats: int, extra: list[str], data_root: str)
 
 
 def bench_training(stages, variants: dict[str, list[str]], profile: str, epochs: int, repeats: int,
-                   extra: list[str], data_root: str, overhead: float | None = None) -> list[dict]:
+                   extra: list[str], data_root: str, overhead: float | None = None,
+                   between: Callable[[], None] = lambda: None) -> list[dict]:
+    """One row per (stage, variant); `between` runs after each (the renderer's spread runs)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for stage in stages:
@@ -252,6 +273,7 @@ def bench_training(stages, variants: dict[str, list[str]], profile: str, epochs:
                     row["ratio_from_overhead"] = round(bare_step / (bare_step + overhead), 3)
                 console.print(row)
                 rows.append(row)
+                between()
     return rows
 
 
@@ -267,7 +289,8 @@ def markdown(result: dict) -> str:
              "(other processes on the machine slow both paths alike; compare ratios, not absolute figures). "
              "CPU rates are per second of this process's CPU time (robust to other jobs), GPU rates per wall "
              "second; the wall-clock CPU rates are in the JSON.", "",
-             f"## Renderer (one core, {result['render_repeats']} runs of {result['render_n']} images)", "",
+             f"## Renderer (one core, {result['render_repeats']} runs of {result['render_n']} images, spread over the "
+             "bench: before, between and after the training measurements)", "",
              "| size | images/s (best run) | median | every run |", "|---|---|---|---|"]
     lines += [f"| {s} px | {r:,.0f} | {_median(result['renderer_runs'][s]):,.0f} | "
               f"{', '.join(f'{x:,.0f}' for x in result['renderer_runs'][s])} |" for s, r in result["renderer"].items()]
@@ -311,7 +334,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--overhead-repeats", type=int, default=4,
                    help="CPU: rounds measuring Lightning's own cost per step on tiny batches (0: skip)")
     p.add_argument("--render-n", type=int, default=1000, help="images per renderer measurement (0: skip)")
-    p.add_argument("--render-repeats", type=int, default=5, help="renderer measurements per size (best reported)")
+    p.add_argument("--render-repeats", type=int, default=5,
+                   help="renderer measurements per size, spread over the bench (best reported)")
     p.add_argument("--threads", type=int, default=0 if gpu else 1,
                    help="torch CPU threads; default 1 on the CPU (per-core figures, stable on a shared machine), "
                         "0 = torch's default")
@@ -331,19 +355,22 @@ def main(argv: list[str] | None = None) -> dict:
               "date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "load_before": [round(x, 2) for x in os.getloadavg()],
               "profile": a.profile, "epochs": a.epochs, "repeats": a.repeats, "overrides": a.overrides}
-    runs = bench_renderer((32, 64), a.render_n, max(1, a.render_repeats)) if a.render_n else {}
-    result.update(render_n=a.render_n, render_repeats=max(1, a.render_repeats), renderer_runs=runs,
-                  renderer={size: max(r) for size, r in runs.items()})
-    for size, r in runs.items():
-        console.print(f"renderer {size} px: {max(r):,.0f} images/s on one core (best of {len(r)}; median "
-                      f"{_median(r):,.0f})")
+    renderer = RendererRuns((32, 64), a.render_n, max(1, a.render_repeats))
+    renderer.sample()
     overhead = None
     if a.overhead_repeats and not gpu:
         overhead = bench_overhead(a.profile, a.overhead_repeats, a.overrides, a.data_root)
         result["lightning_overhead_ms_per_step"] = round(1000 * overhead, 3)
         console.print(f"Lightning's own cost per step (LeNet, batches of 2): {1000 * overhead:.2f} ms")
+        renderer.sample()
     result["training"] = bench_training(a.stages.split(","), {n: table_of[n] for n in names}, a.profile, a.epochs,
-                                        a.repeats, a.overrides, a.data_root, overhead)
+                                        a.repeats, a.overrides, a.data_root, overhead, between=renderer.sample)
+    runs = renderer.finish()
+    result.update(render_n=a.render_n, render_repeats=max(1, a.render_repeats), renderer_runs=runs,
+                  renderer={size: max(r) for size, r in runs.items()})
+    for size, r in runs.items():
+        console.print(f"renderer {size} px: {max(r):,.0f} images/s on one core (best of {len(r)}; median "
+                      f"{_median(r):,.0f})")
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     console.print(table(result))
     if a.out:

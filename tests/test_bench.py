@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import compose
 
+from pedestrian.bench import RendererRuns, step_times
 from pedestrian.bench import main as bench
-from pedestrian.bench import step_times
 from pedestrian.data.datamodule import EpochSampler
 from pedestrian.data.gpu_data import DeviceBatches, flip_translate
 from pedestrian.train import run
@@ -98,3 +98,16 @@ def test_gpu_data_refuses_night_synth(tmp_path, data_root):
     with pytest.raises(ValueError, match="gpu_data=true cannot run data.night_synth"):
         run(compose("+stage=night_synth", "profile=tiny", "trainer=gpu_fast", "trainer.extras.compile=false",
                     "logger=none", f"data.root={data_root}", f"run_dir={tmp_path}"))
+
+
+def test_renderer_runs_are_taken_one_at_a_time_up_to_repeats():
+    """The bench spreads the renderer's runs over its length: sample() takes one per size, never more than
+    `repeats`; finish() takes the rest."""
+    r = RendererRuns((32, 64), 4, 3)
+    r.sample()
+    assert [len(v) for v in r.runs.values()] == [1, 1]
+    for _ in range(4):
+        r.sample()
+    assert [len(v) for v in r.runs.values()] == [3, 3] and all(x > 0 for v in r.runs.values() for x in v)
+    assert [len(v) for v in RendererRuns((64,), 4, 2).finish().values()] == [2]
+    assert RendererRuns((64,), 0, 2).finish() == {}  # --render-n 0: no renderer figures
