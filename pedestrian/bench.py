@@ -88,10 +88,9 @@ class RendererRuns:
     training measurements and between them; finish() takes what is left). The headline is the best run, as
     timeit takes the fastest (interference only ever slows a run down); the report lists every run and their
     median. Spread, because on the 2-core VM the renderer's speed switches between two levels that each last
-    for seconds, ~2,300 and ~1,450 images/s at 64 px (a 60-second trace of 500-image runs; a pure-Python loop
-    on the other core kept its speed throughout): five runs back to back sample one moment
-    (experiments/bench-x86-64-CPU--2-cores--no-GPU-20261126-0648.md: 32 px at 2,402-2,502, then 64 px at
-    1,435-1,663 seconds later)."""
+    for seconds: five runs back to back sample one moment
+    (experiments/bench-x86-64-CPU--2-cores--no-GPU-20261126-0648.md: 32 px at 2,402-2,502 images/s, then 64 px
+    at 1,435-1,663 seconds later; 2,175 and 2,291 at 64 px in the runs of 06:57 and 07:04)."""
 
     def __init__(self, sizes: tuple[int, ...], n: int, repeats: int) -> None:
         self.sizes, self.n, self.repeats = sizes, n, repeats
