@@ -130,10 +130,10 @@ class Classifier(L.LightningModule):
         return loss
 
     def _log_step_loss(self, loss: Tensor) -> None:
-        """train/loss_step straight to the loggers, on Lightning's step axis. (self.log walks Lightning's whole
-        record of logged values at every call, and the logger connector flushes it: LeNet's Lightning/bare ratio
-        in python -m pedestrian.bench went from 0.947-0.951 to 0.951-0.966 with this and the lean step above.)
-        The progress bar shows the value too (train.StepLossBar)."""
+        """train/loss_step straight to the loggers, on Lightning's step axis. (At every call self.log walks all
+        the attributes of Lightning's stored metric to move it to the device, and the logger connector flushes
+        it: LeNet's Lightning/bare ratio in python -m pedestrian.bench went from 0.947-0.951 to 0.951-0.966 with
+        this and the lean step above.) The progress bar shows the value too (train.StepLossBar)."""
         self.step_loss = loss.item()  # (self.log's logger connector syncs at the same steps)
         if self.trainer.is_global_zero:
             for logger in self.loggers:
