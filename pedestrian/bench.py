@@ -97,13 +97,10 @@ class RendererRuns:
         self.runs: dict[int, list[float]] = {size: [] for size in sizes} if n else {}
 
     def sample(self) -> None:
-        """One run per size, if fewer than `repeats` were taken."""
-        import cv2
-
+        """One run per size, if fewer than `repeats` were taken (renderer_throughput holds OpenCV to one thread)."""
         from pedestrian.data import scenes
 
         if self.n and len(self.runs[self.sizes[0]]) < self.repeats:
-            cv2.setNumThreads(1)
             for size in self.sizes:
                 self.runs[size].append(scenes.renderer_throughput(size, self.n))
 
