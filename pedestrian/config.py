@@ -9,6 +9,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from pedestrian.data.augment import PIPELINES
 from pedestrian.data.datamodule import NORMALIZE_MODES
+from pedestrian.data.scenes import Difficulty
 from pedestrian.models.init import ACTIVATIONS, SCHEMES
 from pedestrian.models.resnet import DOWNSAMPLE
 from pedestrian.module import OPTIMIZERS, SCHEDULERS
@@ -87,6 +88,12 @@ def validate(cfg: DictConfig) -> None:
         v = OmegaConf.select(cfg, key, default=None)
         if v is not None:
             _check(isinstance(v, (int, float)) and 0 <= v <= 1, key, v, "a probability in [0, 1]")
+    knobs = OmegaConf.select(cfg, "data.difficulty", default=None)
+    if knobs is not None:
+        try:
+            Difficulty.of(OmegaConf.to_container(knobs, resolve=True))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
     norm = OmegaConf.select(cfg, "data.normalize", default="once")
     _check(norm in NORMALIZE_MODES, "data.normalize", norm, f"must be one of {NORMALIZE_MODES}")
     aug = OmegaConf.select(cfg, "data.augment", default=None)

@@ -75,7 +75,9 @@ def data_fingerprint(cfg: DictConfig) -> str | None:
     from pedestrian.data.cache import cache_key
 
     d = cfg.data
-    return cache_key(int(d.seed), int(d.image_size), float(d.p_night_source), float(d.p_pedestrian))
+    knobs = OmegaConf.to_container(d.difficulty, resolve=True) if d.get("difficulty") is not None else None
+    return cache_key(int(d.seed), int(d.image_size), float(d.p_night_source), float(d.p_pedestrian),
+                     difficulty=knobs)
 
 
 def stage_key(cfg: DictConfig, parent_key: str | None = None) -> str:

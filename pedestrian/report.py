@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
 from pathlib import Path
@@ -409,7 +410,21 @@ def write_report(root: str | Path, out: str | Path, profile: str, notes_path: st
     notes = notes_path.read_text() if notes_path.exists() else None
     text = results_markdown(root, stages, profile, notes, command or f"python -m pedestrian.report profile={profile}")
     (out / "RESULTS.md").write_text(text)
+    (out / "results.json").write_text(json.dumps(results_json(stages), indent=2) + "\n")
     return out / "RESULTS.md"
+
+
+def results_json(stages: list[dict]) -> list[dict]:
+    """One object per stage, keys named as in the table (errors and terms as fractions), for scripts."""
+    names = dict(zip((*ERROR_KEYS, *TERMS), TABLE_COLUMNS[2:10]))
+    out = []
+    for st in stages:
+        r = st["results"]
+        out.append({"stage": st["name"], **{names[k]: r["errors"][k] for k in ERROR_KEYS},
+                    **{names[t]: r["terms"][t] for t in TERMS}, "largest term": r["recommendation"]["term"],
+                    "goal": r["goal"], "n": r["n"], "epochs": r["epochs"], "wall_time_s": r.get("wall_time_s"),
+                    "machine": r.get("machine")})
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

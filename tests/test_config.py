@@ -64,6 +64,8 @@ def test_profiles_change_scale_not_meaning():
     ("trainer.gradient_clip_val=1 trainer.precision=16-mixed", "trainer.gradient_clip_val"),
     ("trainer.gradient_clip_algorithm=l3", "trainer.gradient_clip_algorithm"),
     ("+trainer.accumulate_grad_batches=4", "trainer.accumulate_grad_batches"),  # our step is one a batch
+    ("data.difficulty.p_hard=2", "data.difficulty.p_hard"),
+    ("+data.difficulty.ped_height=3", "data.difficulty: unknown knob"),  # a typo is named, not ignored
 ])
 def test_bad_values_name_their_key(override, key):
     cfg = compose("+stage=lenet", "run_dir=/tmp/x", *override.split())

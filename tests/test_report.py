@@ -112,6 +112,13 @@ def test_rows_trends_finetune_and_plots(ladder_root, tmp_path):
     assert "python -m pedestrian.ladder profile=test" in text and "8.3 min" in text  # CPU time of the run
     for png in ("learning_curves.png", "decomposition.png", "error_analysis.png"):
         assert (out / png).stat().st_size > 10_000
+    rows = {r["stage"]: r for r in json.loads((out / "results.json").read_text())}  # for scripts
+    assert list(rows) == list(ERRORS)
+    for name, r in rows.items():
+        assert [r[k] for k in ("train", "train-val", "test-val", "test")] == list(ERRORS[name])
+        assert set(report.TABLE_COLUMNS[2:10]) <= set(r)  # the table's names: "train-val", "avoidable bias", ...
+        assert r["variance"] == pytest.approx(r["train-val"] - r["train"])
+        assert r["distribution shift"] == pytest.approx(r["test-val"] - r["train-val"])
 
 
 def test_learning_curve_merges_a_resumed_stages_attempts(ladder_root):

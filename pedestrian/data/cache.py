@@ -6,7 +6,8 @@ Layout (one folder per generator + config, one file per fixed block of indices):
     root/scenes/<key>/<split>/chunk_00000.npz    indices     0..2047 of <split>
     root/scenes/<key>/<split>/chunk_00001.npz    indices  2048..4095, ...
 
-<key> hashes GENERATOR_VERSION, the bytes of scenes.py, size, p_night, p_pedestrian, seed and the chunk size,
+<key> hashes GENERATOR_VERSION, the bytes of scenes.py, size, p_night, p_pedestrian, the difficulty knobs, seed
+and the chunk size,
 so a changed generator or config never reuses a stale cache. Index i of a split is the same image whatever n
 is asked for: the lecture's 10k training subset is the first 10k of the 250k set, and asking for 10k after
 250k (or 250k after 10k) reuses what is there. A last, partial chunk is extended when more is asked for.
@@ -55,11 +56,11 @@ class SceneArrays:
 
 
 def cache_key(seed: int, size: int, p_night: float, p_pedestrian: float = 0.5,
-              chunk_size: int = CHUNK_SIZE) -> str:
+              chunk_size: int = CHUNK_SIZE, difficulty: scenes.Difficulty | dict | None = None) -> str:
     """A short content hash of everything that decides the pixels."""
     config = dict(version=scenes.GENERATOR_VERSION, source=_source_hash(), size=int(size),
                   p_night=float(p_night), p_pedestrian=float(p_pedestrian), seed=int(seed),
-                  chunk_size=int(chunk_size))
+                  chunk_size=int(chunk_size), difficulty=scenes.Difficulty.of(difficulty).key())
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -68,28 +69,29 @@ def _source_hash() -> str:
 
 
 def split_dir(root: str | Path, seed: int, split: str, size: int, p_night: float, p_pedestrian: float = 0.5,
-              chunk_size: int = CHUNK_SIZE) -> Path:
+              chunk_size: int = CHUNK_SIZE, difficulty: scenes.Difficulty | dict | None = None) -> Path:
     """Where the chunks of one split live."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", split):
         raise ValueError(f"split name {split!r}: use letters, digits, '_', '-' or '.' (it becomes a folder)")
-    return Path(root) / "scenes" / cache_key(seed, size, p_night, p_pedestrian, chunk_size) / split
+    return Path(root) / "scenes" / cache_key(seed, size, p_night, p_pedestrian, chunk_size, difficulty) / split
 
 
 def load_or_render(root: str | Path, seed: int, split: str, n: int, size: int, p_night: float,
                    p_pedestrian: float = 0.5, workers: int = 0, progress: bool = True,
-                   chunk_size: int = CHUNK_SIZE) -> SceneArrays:
+                   chunk_size: int = CHUNK_SIZE, difficulty: scenes.Difficulty | dict | None = None) -> SceneArrays:
     """Indices 0..n-1 of a split, from the disk cache; whatever is missing is rendered first.
     workers=0 means os.cpu_count(); with one worker, one chunk or under MIN_PARALLEL scenes to render, it
     renders in this process."""
     if n < 0:
         raise ValueError(f"n={n}: cannot load a negative number of scenes")
-    d = split_dir(root, seed, split, size, p_night, p_pedestrian, chunk_size)
+    knobs = scenes.Difficulty.of(difficulty).key()  # a plain dict: it is pickled to the workers
+    d = split_dir(root, seed, split, size, p_night, p_pedestrian, chunk_size, knobs)
     d.mkdir(parents=True, exist_ok=True)
     meta = d.parent / "meta.json"
     if not meta.exists():
         _atomic_write(meta, lambda fh: fh.write(json.dumps(
             dict(generator_version=scenes.GENERATOR_VERSION, scenes_sha256=_source_hash(), seed=seed,
-                 size=size, p_night=p_night, p_pedestrian=p_pedestrian, chunk_size=chunk_size),
+                 size=size, p_night=p_night, p_pedestrian=p_pedestrian, chunk_size=chunk_size, difficulty=knobs),
             indent=2).encode()))
     _remove_stale_tmp(d)
 
@@ -103,7 +105,7 @@ def load_or_render(root: str | Path, seed: int, split: str, n: int, size: int, p
         if have < need:
             todo.append((c, have, need))
     if todo:
-        _render_chunks(d, todo, seed, split, size, p_night, p_pedestrian, chunk_size, workers, progress)
+        _render_chunks(d, todo, seed, split, size, p_night, p_pedestrian, knobs, chunk_size, workers, progress)
         for c, _, need in todo:
             if _read_chunk(_chunk_path(d, c), size, images, attrs, c * chunk_size, need) < need:
                 raise RuntimeError(f"scene cache: {_chunk_path(d, c)} is still incomplete after rendering it")
@@ -174,13 +176,13 @@ def _remove_stale_tmp(d: Path) -> None:
 
 def _render_chunk(job: tuple) -> int:
     """Render (the rest of) one chunk and write it. Top level and picklable: runs in spawn workers too."""
-    d, c, have, need, seed, split, size, p_night, p_pedestrian, chunk_size = job
+    d, c, have, need, seed, split, size, p_night, p_pedestrian, knobs, chunk_size = job
     path, start = _chunk_path(d, c), c * chunk_size
-    images, attrs = scenes.render_many(seed, split, start + have, start + need, size, p_night, p_pedestrian)
+    images, attrs = scenes.render_many(seed, split, start + have, start + need, size, p_night, p_pedestrian, knobs)
     if have:  # extend a shorter chunk: identical first part, by determinism
         old = _load_chunk(path, size)
         if old is None or len(old[0]) < have:
-            images, attrs = scenes.render_many(seed, split, start, start + need, size, p_night, p_pedestrian)
+            images, attrs = scenes.render_many(seed, split, start, start + need, size, p_night, p_pedestrian, knobs)
         else:
             images = np.concatenate([old[0][:have], images])
             attrs = {k: np.concatenate([old[1][k][:have], v]) for k, v in attrs.items()}
@@ -195,7 +197,7 @@ def _worker_init() -> None:
 
 
 def _render_chunks(d: Path, todo: list, seed: int, split: str, size: int, p_night: float, p_pedestrian: float,
-                   chunk_size: int, workers: int, progress: bool) -> None:
+                   knobs: dict, chunk_size: int, workers: int, progress: bool) -> None:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -205,7 +207,7 @@ def _render_chunks(d: Path, todo: list, seed: int, split: str, size: int, p_nigh
         TimeRemainingColumn,
     )
 
-    jobs = [(d, c, have, need, seed, split, size, p_night, p_pedestrian, chunk_size)
+    jobs = [(d, c, have, need, seed, split, size, p_night, p_pedestrian, knobs, chunk_size)
             for c, have, need in todo]
     total = sum(need - have for _, have, need in todo)
     workers = min(workers if workers > 0 else os.cpu_count() or 1, len(jobs))

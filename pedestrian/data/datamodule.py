@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pedestrian.data import augment as augment_lib
+from pedestrian.data import scenes
 from pedestrian.data.cache import SceneArrays, load_or_render
 
 EVAL_SPLITS = ("train", "train_val", "test_val", "test")  # the order of the validation loaders
@@ -267,7 +268,7 @@ class SceneDataModule(ArrayDataModule):
     def __init__(self, root: str | Path = "data", seed: int = 0, image_size: int = 32, n_train: int = 4000,
                  n_train_val: int = 2000, n_test_val: int = 2000, n_test: int = 2000, n_target_pool: int = 1000,
                  p_night_source: float = 0.05, p_night_target: float = 0.5, p_pedestrian: float = 0.5,
-                 render_workers: int = 0, **kwargs) -> None:
+                 difficulty: dict | None = None, render_workers: int = 0, **kwargs) -> None:
         super().__init__(image_size=image_size, seed=seed, **kwargs)
         self.root = Path(root)
         self.sizes = {"train": n_train, "train_val": n_train_val, "test_val": n_test_val, "test": n_test,
@@ -278,8 +279,9 @@ class SceneDataModule(ArrayDataModule):
         self.p_night = {"train": p_night_source, "train_val": p_night_source, "test_val": p_night_target,
                         "test": p_night_target, "target_pool": p_night_target}
         self.p_pedestrian, self.render_workers = p_pedestrian, render_workers
+        self.difficulty = scenes.Difficulty.of(difficulty).key()  # names a bad knob here, before any rendering
 
     def load_splits(self) -> dict[str, SceneArrays]:
         return {s: load_or_render(self.root, self.seed, s, n, self.image_size, self.p_night[s],
-                                  self.p_pedestrian, workers=self.render_workers)
+                                  self.p_pedestrian, workers=self.render_workers, difficulty=self.difficulty)
                 for s, n in self.sizes.items()}

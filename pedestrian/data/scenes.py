@@ -9,10 +9,12 @@ Depth is faked with a ground plane: whatever stands lower in the frame is closer
 bigger (person height = scale * (foot_y - horizon_y)). Everything is placed in image units (0..1), so one
 index gives the same scene at every size.
 
-What makes it hard, on purpose (the lecture's slices):
+What makes it hard, on purpose (the lecture's slices), within a label rule that keeps every label right:
   * pedestrians are articulated figures (frontal, or walking in profile with arm swing; coats, bags,
-    backpacks) at many scales down to a few pixels, partly hidden by cars, bins, poles or the frame edge,
-    sometimes dressed in the colours of the wall behind them;
+    backpacks) at many scales, some partly hidden by cars, bins, poles or the frame edge, some dressed in the
+    colours of the wall behind them; but a positive's pedestrian is never below the floors of `Difficulty`
+    (height in pixels, share hidden, contrast, light by night), and only a small share (`p_hard`) comes near
+    them: the "hard-to-see" slice. A positive never rests on a figure no model could see;
   * pedestrian-like distractors appear in BOTH classes: poles, sign posts (a "head" on a stick), lamp posts,
     trees, bollards, fire hydrants (a head and arms), bins, and mannequins in shop windows;
   * reflections (either class): a faint mirrored figure in a shop window or a car door, or an upside-down
@@ -20,7 +22,8 @@ What makes it hard, on purpose (the lecture's slices):
   * night is its own renderer, not a darker day: albedo x light, where light = a weak coloured ambient
     (cold blue or sodium orange) + pools under street lamps + headlight cones + lit shop windows; lamps,
     lit windows and car lights glow with halos; strong sensor noise, sometimes blur. A pedestrian at night
-    is visible mainly near a light.
+    is visible mainly near a light: where no drawn lamp lights them to `min_light`, an off-frame one does,
+    and the same off-frame lamps light empty streets too, so a pool of light does not give the label away.
 
 Determinism: every image is seeded by np.random.default_rng([seed, crc32(split), index]), and only
 bit-exact operations touch pixels: OpenCV integer drawing, 8-bit resizes and blur, numpy or OpenCV
@@ -43,6 +46,7 @@ from __future__ import annotations
 import time
 import zlib
 from bisect import bisect_left
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from itertools import chain
 from math import trunc
@@ -51,14 +55,61 @@ from operator import itemgetter
 import cv2
 import numpy as np
 
-GENERATOR_VERSION = "1"  # bump whenever the drawing changes (it is part of the cache key)
+GENERATOR_VERSION = "2"  # bump whenever the drawing changes (it is part of the cache key)
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """The knobs of the task's difficulty (conf/data/scenes.yaml `difficulty:`; their measured effects are in
+    experiments/cpu/calibration/). The floors are the label rule: every positive's main pedestrian is at least
+    `ped_min_px` pixels tall at the size it is rendered, at most `max_occlusion` hidden (by closer objects or the
+    frame edge), at least `min_contrast` against what is behind it and, by night, lit by at least `min_light`.
+    A share `p_hard` of the positives is drawn near those floors: the lecture's small "hard-to-see" tail."""
+
+    ped_min_px: float = 12.0     # floor on the pedestrian's height, pixels of the rendered image
+    ped_max: float = 0.6         # tallest pedestrian, fraction of the image height
+    max_occlusion: float = 0.35  # most of its body box that may be hidden or cut by the frame
+    min_contrast: float = 0.1    # floor on colour distance to the background x min(1, light)
+    min_light: float = 0.6       # by night: the least light falling on the pedestrian (0 dark .. 1 day)
+    p_hard: float = 0.06         # share of positives drawn near the floors (small, partly hidden, low contrast)
+    max_distractors: int = 2     # street furniture per scene: 1 .. this (poles, signs, trees, hydrants, bins)
+    p_reflection: float = 0.1    # scenes with a mirrored figure (either class)
+    ghost_alpha: float = 0.3     # the strongest reflection's opacity (a reflection is fainter than a person)
+    p_mannequin: float = 0.1     # shop windows with a mannequin (either class)
+    night_ambient: float = 0.25  # mean ambient light by night (day = 1): lower is darker
+    night_noise: float = 0.03    # mean sensor noise by night, fraction of full scale (day: ~0.013)
+
+    @classmethod
+    def of(cls, value: Difficulty | dict | None) -> Difficulty:
+        """A Difficulty from a mapping (the config's `difficulty:`), naming any unknown or bad knob."""
+        if value is None or isinstance(value, cls):
+            return value or cls()
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"data.difficulty: unknown knob(s) {unknown}; known: {sorted(known)}")
+        d = cls(**{k: (int(v) if known[k] == "int" else float(v)) for k, v in value.items()})
+        for name in ("max_occlusion", "p_hard", "p_reflection", "ghost_alpha", "p_mannequin"):
+            if not 0 <= getattr(d, name) <= 1:
+                raise ValueError(f"data.difficulty.{name}={getattr(d, name)}: must lie in 0..1")
+        if not 0 <= d.min_contrast <= 0.25:  # clear positives stand out by twice it; black or white always can
+            raise ValueError(f"data.difficulty.min_contrast={d.min_contrast}: must lie in 0..0.25")
+        if not 0 <= d.min_light <= 1:
+            raise ValueError(f"data.difficulty.min_light={d.min_light}: must lie in 0..1 (1 = daylight)")
+        if not (d.ped_min_px > 0 and 0 < d.ped_max <= 1 and d.max_distractors >= 1 and d.night_ambient > 0
+                and d.night_noise >= 0):
+            raise ValueError(f"data.difficulty: out of range: {d}")
+        return d
+
+    def key(self) -> dict:
+        return asdict(self)
 
 ATTRIBUTE_NAMES: tuple[str, ...] = (
     "label",          # 1 = a real pedestrian is in the scene
     "night",          # 1 = drawn by the night renderer
     "reflection",     # 1 = a mirrored/ghost figure in a shop window, car door or puddle (either class)
     "hard",           # 1 = a positive whose pedestrian is hard to see (small, occluded or low contrast)
-    "ped_height",     # height of the most visible pedestrian, fraction of the image height (0 if none)
+    "ped_height",     # height of the main pedestrian (the label rule's), fraction of the image height (0 if none)
     "occlusion",      # share of its body box hidden by closer objects or cut by the frame (0..1)
     "contrast",       # colour distance to what is behind it, times the light falling on it (0..1)
     "light",          # illumination at the pedestrian: 1 by day; night: ambient + lamps (0..2)
@@ -74,8 +125,16 @@ ATTRIBUTE_NAMES: tuple[str, ...] = (
 )
 INT_ATTRIBUTES: tuple[str, ...] = ("label", "night", "reflection", "hard")  # int64 columns; the rest float32
 
-# a positive is "hard" when its most visible pedestrian is below any of these
-HARD_HEIGHT, HARD_OCCLUSION, HARD_CONTRAST = 0.12, 0.6, 0.06
+# A positive is "hard" (to see) when its main pedestrian is near a floor of the label rule (Difficulty):
+# under HARD_SIZE x the height floor, over HARD_OCCLUSION x the occlusion limit, or under HARD_CONTRAST x the
+# contrast floor. The other positives are drawn clear of all three.
+HARD_SIZE, HARD_OCCLUSION, HARD_CONTRAST = 1.35, 0.5, 2.0
+
+
+def is_hard(height_px, occlusion, contrast, d: Difficulty):
+    """The "hard" slice from a pedestrian's height in pixels, occlusion and contrast (scalars or arrays)."""
+    return ((height_px < HARD_SIZE * d.ped_min_px) | (occlusion > HARD_OCCLUSION * d.max_occlusion)
+            | (contrast < HARD_CONTRAST * d.min_contrast))
 
 SHIFT = 4  # OpenCV draws with 4 fractional bits: small figures move smoothly instead of snapping to pixels
 ONE = 1 << SHIFT
@@ -509,14 +568,23 @@ def _covered(box, rects) -> float:
     return min(1.0, area / ((x1 - x0) * (y1 - y0)))
 
 
+def _occlusion(o: dict, objects: list) -> float:
+    """Share of a figure's body box hidden by closer objects or cut by the frame."""
+    return _covered(o["boxes"][0], [b for p in objects if p["yf"] > o["yf"] and p is not o for b in p["boxes"]])
+
+
+def _colour_contrast(q: dict, x: float, yf: float, h: float, background_at) -> float:
+    """Colour distance of a figure's clothes to what is behind them (0..1), before light."""
+    return min(1.0, 0.6 * _dist(q["top"], background_at(x, yf - 0.65 * h))
+               + 0.4 * _dist(q["bottom"], background_at(x, yf - 0.25 * h)))
+
+
 def _pedestrian_stats(o: dict, objects: list, background_at, light_at) -> tuple:
     """(height, occlusion, contrast, light, visibility) of one drawn pedestrian."""
-    x, yf, h, q = o["x"], o["yf"], o["h"], o["q"]
-    occ = _covered(o["boxes"][0], [b for p in objects if p["yf"] > yf and p is not o for b in p["boxes"]])
+    x, yf, h = o["x"], o["yf"], o["h"]
+    occ = _occlusion(o, objects)
     light = light_at(x, yf - 0.55 * h) if light_at is not None else 1.0
-    c_top = _dist(q["top"], background_at(x, yf - 0.65 * h))
-    c_bot = _dist(q["bottom"], background_at(x, yf - 0.25 * h))
-    contrast = min(1.0, (0.6 * c_top + 0.4 * c_bot) * min(1.0, light))
+    contrast = _colour_contrast(o["q"], x, yf, h, background_at) * min(1.0, light)
     vis = min(1.0, h / 0.25) * (1 - occ) * min(1.0, contrast / 0.2)
     return h, occ, contrast, light, vis
 
@@ -530,19 +598,20 @@ class _Shot:
     __slots__ = ("night", "lights", "ambient", "halos", "blur", "gain", "sigma", "offset", "truth")
 
 
-def _draw_scene(rng: np.random.Generator, size: int, p_night: float, p_pedestrian: float,
+def _draw_scene(rng: np.random.Generator, size: int, p_night: float, p_pedestrian: float, d: Difficulty,
                 albedo: np.ndarray, emission: np.ndarray) -> _Shot:
     """Draw one scene's albedo (size, size, 3) and, at night, its emission mask (size, size, zeroed) into
     the given buffers, and settle everything random about it; the camera runs later, on a batch of scenes."""
     try:
-        return _draw(_stream(rng, STREAM_BLOCK), size, p_night, p_pedestrian, albedo, emission)
+        return _draw(_stream(rng, STREAM_BLOCK), size, p_night, p_pedestrian, d, albedo, emission)
     except StopIteration:  # the block ran out: rewind the generator and draw it all again, unbounded
         rng.bit_generator.advance(-STREAM_BLOCK % (1 << 128))
         emission.fill(0)
-        return _draw(_stream(rng, None), size, p_night, p_pedestrian, albedo, emission)
+        return _draw(_stream(rng, None), size, p_night, p_pedestrian, d, albedo, emission)
 
 
-def _draw(u, size: int, p_night: float, p_pedestrian: float, albedo: np.ndarray, emission: np.ndarray) -> _Shot:
+def _draw(u, size: int, p_night: float, p_pedestrian: float, d: Difficulty, albedo: np.ndarray,
+          emission: np.ndarray) -> _Shot:
     """_draw_scene with u() handing out the scene's random numbers."""
     label, night = u() < p_pedestrian, u() < p_night
     factor = -(-64 // size)  # draw at >= 64 px; smaller images are area-averaged from that (anti-aliasing)
@@ -621,7 +690,7 @@ def _draw(u, size: int, p_night: float, p_pedestrian: float, albedo: np.ndarray,
         return sky
 
     # a reflection somewhere? (either class) 0: in a shop window, 1: in a puddle, 2: in a car door
-    reflection = u() < 0.16
+    reflection = u() < d.p_reflection
     where = trunc(u() * 3) if reflection else -1
     if where == 0 and not shops:
         where = 1
@@ -635,7 +704,7 @@ def _draw(u, size: int, p_night: float, p_pedestrian: float, albedo: np.ndarray,
         if lit:
             cv2.rectangle(c.em, p(sx0, sy0), p(sx1, sy1), 150, -1, NOAA, SHIFT)
             c.lights.append(((sx0 + sx1) / 2, yb + 0.02, (sx1 - sx0) * 0.7, 0.1, 0.5, *WINDOW_LIGHT))
-        if u() < 0.22:
+        if u() < d.p_mannequin:
             n_mannequins += 1
             q, mc = _sample_person(u), _pick(MANNEQUIN, u)
             if u() < 0.5:  # undressed: one colour head to toe
@@ -648,7 +717,7 @@ def _draw(u, size: int, p_night: float, p_pedestrian: float, albedo: np.ndarray,
             cv2.line(img, p(mx, sy1 - 0.03 * sb), p(mx, sy1), (90, 90, 90), c.px(0.01), NOAA, SHIFT)
         if where == 0 and i == 0:
             _ghost(c, (sx0, sy0, sx1, sy1), sx0 + (sx1 - sx0) * (0.2 + 0.6 * u()), sy1 + 0.05 * sb,
-                   (sy1 - sy0) * (0.8 + 0.3 * u()), _sample_person(u), alpha=0.3 + 0.25 * u())
+                   (sy1 - sy0) * (0.8 + 0.3 * u()), _sample_person(u), alpha=d.ghost_alpha * (0.55 + 0.45 * u()))
         cv2.rectangle(img, p(sx0, sy0), p(sx1, sy1), (60, 55, 50), c.px(0.01), NOAA, SHIFT)
 
     # a puddle on the ground, maybe holding an upside-down passer-by
@@ -660,7 +729,7 @@ def _draw(u, size: int, p_night: float, p_pedestrian: float, albedo: np.ndarray,
                     NOAA, SHIFT)
         if where == 1:
             _ghost(c, (px - pw, py - ph, px + pw, py + ph), px + (u() - 0.5) * pw, py - ph,
-                   depth(py) * (0.6 + 0.4 * u()), _sample_person(u), alpha=0.35 + 0.25 * u(), flip=-1.0,
+                   depth(py) * (0.6 + 0.4 * u()), _sample_person(u), alpha=d.ghost_alpha * (0.6 + 0.4 * u()), flip=-1.0,
                    ellipse=True)
 
     # things standing on the ground: cars, street furniture, lamps, pedestrians. Drawn far to near.
@@ -704,55 +773,94 @@ def _draw(u, size: int, p_night: float, p_pedestrian: float, albedo: np.ndarray,
     n_cars = _pick((0, 0, 1, 1, 1, 2, 2, 3), u)
     for _ in range(n_cars):  # mostly in the far lane, some close
         add_car(-0.3 + 1.2 * u(), yr + 0.03 + (min(yc, 1.05) - yr) * (0.5 * u() if u() < 0.7 else u()))
-    for _ in range(_pick((1, 2, 2, 3, 3, 4, 5, 6), u)):
+    for _ in range(1 + trunc(u() * d.max_distractors)):
         add_thing(_KINDS[bisect_left(_KIND_CDF, u())], -0.05 + 1.1 * u(), on_pavement())
     if night:  # street lamps: the main light at night, a pool under each
         for _ in range(1 + trunc(u() * 2.2)):
             add_thing("lamp", u(), on_pavement())
 
     # the pedestrians (positives only): size first, then the ground plane says where someone that size
-    # stands; across the frame they gather toward the middle (the car's path), some are cut by the edge
+    # stands; across the frame they gather toward the middle (the car's path). The first one obeys the label
+    # rule (Difficulty's floors): clear of all of them, or, in the hard tail, near one of them.
     people = []
+    hmin = d.ped_min_px / size
+    hard_kind = trunc(u() * 3) if label and u() < d.p_hard else -1  # 0: small, 1: occluded, 2: low contrast
+    occ_limit = d.max_occlusion * (1.0 if hard_kind == 1 else HARD_OCCLUSION)
     for j in range((1 if u() < 0.8 else 2 + trunc(u() * 2)) if label else 0):
-        r = u()
-        h = 0.035 + 0.045 * u() if r < 0.015 else (0.08 + 0.1 * u() if r < 0.16 else 0.18 + 0.45 * u())
-        if j > 0:
-            h = 0.12 + 0.4 * u()
-        yf = max(yh + h / scale, yb + 0.005) + 0.01 * u()
+        if j > 0:  # company: any size, anywhere
+            h = max(hmin, 0.12 + 0.4 * u())
+        elif hard_kind == 0:
+            h = hmin * (1 + (HARD_SIZE - 1) * u())
+        else:
+            lo = min(HARD_SIZE * hmin, d.ped_max)
+            h = lo + (max(lo, d.ped_max) - lo) * u()
+        yf = min(max(yh + h / scale, yb + 0.005) + 0.01 * u(), 1 + 0.5 * occ_limit * h)
         closer = [b for o in objects if o["yf"] > yf for b in o["boxes"]]
         best = None
-        for _ in range(3):  # stand where the clutter leaves them visible (hiding them is done on purpose)
+        for _ in range(6):  # stand where the clutter and the frame leave them visible
             x = 0.5 + 0.45 * (u() + u() - 1) if u() < 0.95 else (0.05 * u() if u() < 0.5 else 1 - 0.05 * u())
             box = (x - 0.11 * h, yf - h, x + 0.11 * h, yf)
             occ = _covered(box, closer)
             if best is None or occ < best[0]:
                 best = (occ, x, box)
-            if occ < 0.2:
+            if occ < 0.5 * occ_limit:
                 break
         _, x, box = best
-        q = _sample_person(u, background_at(x, yf - 0.6 * h))
+        if _covered(box, []) > occ_limit:  # cut by the frame edge: step inside
+            x = 0.11 * h if x < 0.5 else 1 - 0.11 * h
+            box = (x - 0.11 * h, yf - h, x + 0.11 * h, yf)
+        camo, target = background_at(x, yf - 0.6 * h), (1.0 if hard_kind == 2 else HARD_CONTRAST) * d.min_contrast
+        q, qc = None, -1.0
+        for _ in range(6 if j == 0 else 1):  # clothes that stand out enough from what is behind them
+            cand = _sample_person(u, camo if hard_kind == 2 else None)
+            cc = _colour_contrast(cand, x, yf, h, background_at)
+            if cc > qc:
+                q, qc = cand, cc
+            if cc >= target:
+                break
+        if j == 0 and qc < target:  # no luck: the clothes farthest from the background
+            far = max(CLOTHES, key=lambda col: _dist(col, camo))
+            q.update(top=far, bottom=far)
+            if _colour_contrast(q, x, yf, h, background_at) < d.min_contrast:  # still not: black or white,
+                q.update({part: max(((0, 0, 0), (255, 255, 255)),  # whichever stands out more (>= 0.5 by design)
+                                    key=lambda col: _dist(col, background_at(x, y)))
+                          for part, y in (("top", yf - 0.65 * h), ("bottom", yf - 0.25 * h))})
         o = dict(type="person", x=x, yf=yf, h=h, q=q, boxes=[box])
         people.append(o)
         objects.append(o)
-        if j == 0 and u() < 0.25:  # hidden behind something closer
+        if j == 0 and (hard_kind == 1 or u() < 0.1):  # hidden in part behind something closer
             yo = yf + 0.01 + 0.06 * u()
             if u() < 0.4 and yo > yr:
-                car = add_car(0.0, yo)
-                dx = x - car["L"] * (0.1 + 0.95 * u())
-                car["x0"] = dx
-                car["boxes"] = [(b[0] + dx, b[1], b[2] + dx, b[3]) for b in car["boxes"]]
-                n_cars += 1
+                occluder = add_car(0.0, yo)
+                dx = x - occluder["L"] * (0.1 + 0.95 * u())
+                occluder["x0"] = dx
+                occluder["boxes"] = [(b[0] + dx, b[1], b[2] + dx, b[3]) for b in occluder["boxes"]]
             else:
                 kind = _pick(("bin", "bollard", "hydrant", "tree", "sign", "pole"), u)
-                add_thing(kind, x + (u() - 0.5) * 0.15 * h, yo)
+                occluder = add_thing(kind, x + (u() - 0.5) * 0.15 * h, yo)
+            if _occlusion(o, objects) > occ_limit:
+                objects.remove(occluder)
         if night and j == 0 and u() < 0.65:  # people walk where the light is
             add_thing("lamp", x + (u() - 0.5) * 0.25, min(yf + (u() - 0.3) * 0.05, 1.0))
     if where == 2:
         cars = [o for o in objects if o["type"] == "car"]
         if not cars:
             cars = [add_car(0.1 + 0.5 * u(), yr + 0.05 + 0.3 * (min(yc, 1.0) - yr) * u())]
-            n_cars += 1
-        cars[0]["ghost"], cars[0]["alpha"] = _sample_person(u), 0.3 + 0.25 * u()
+        cars[0]["ghost"], cars[0]["alpha"] = _sample_person(u), d.ghost_alpha * (0.55 + 0.45 * u())
+    if people:  # the label rule: nothing closer may hide more of the pedestrian than the limit allows
+        main = people[0]
+        while _occlusion(main, objects) > occ_limit:
+            x0, y0, x1, y1 = main["boxes"][0]
+            over = [(sum(max(0.0, min(x1, b[2]) - max(x0, b[0])) * max(0.0, min(y1, b[3]) - max(y0, b[1]))
+                         for b in o["boxes"]), i) for i, o in enumerate(objects) if o["yf"] > main["yf"]]
+            area, i = max(over)
+            if area <= 0:
+                break  # the frame alone (kept under the limit where it was placed)
+            gone = objects.pop(i)
+            if gone in people:
+                people.remove(gone)
+        if where == 2 and not any(o["type"] == "car" and o["ghost"] is not None for o in objects):
+            reflection = False
 
     objects.sort(key=itemgetter("yf"))
     for o in objects:
@@ -771,12 +879,27 @@ def _draw(u, size: int, p_night: float, p_pedestrian: float, albedo: np.ndarray,
     shot = _Shot()
     shot.night, light_at = night, None
     if night:
-        shot.ambient = (0.07 + 0.13 * u(), _pick(AMBIENT_NIGHT, u))
+        shot.ambient = (d.night_ambient * (0.5 + u()), _pick(AMBIENT_NIGHT, u))
         shot.lights, shot.halos = c.lights, c.halos
         light_at = _light_at(c.lights, *shot.ambient)
+        col = _pick(LAMP_LIGHT, u)
+        if not people and u() < 0.7:  # the same off-frame lamps light empty streets: light is no label
+            c.lights.append((0.1 + 0.8 * u(), yb + (1 - yb) * u(), 0.15, 0.2, 0.4 + 0.6 * u(), *col))
+        if people:  # the label rule by night: enough light on the pedestrian to see them by (a lamp off-frame)
+            o = people[0]
+            px_, py_ = o["x"], o["yf"] - 0.55 * o["h"]
+            base = _colour_contrast(o["q"], o["x"], o["yf"], o["h"], background_at)
+            dim = hard_kind == 2  # the low-contrast tail: dimly lit, just above the floors
+            need = max(d.min_light if dim else (1 + d.min_light) / 2,
+                       (1.0 if dim else HARD_CONTRAST) * d.min_contrast / max(base, 1e-3))
+            have = light_at(px_, py_)
+            if have < min(need, 1.0):
+                lum = 0.299 * col[0] + 0.587 * col[1] + 0.114 * col[2]
+                c.lights.append((px_, py_, max(0.15, 0.5 * o["h"]), max(0.15, 0.7 * o["h"]),
+                                 (min(need, 1.0) - have) / lum + 0.02, *col))
         blur = (0.6 + 0.4 * u()) * size / 64
         shot.blur = blur if u() < 0.6 and blur > 0.3 else None  # a slightly soft night lens
-        sigma = 0.025 + 0.045 * u()
+        sigma = d.night_noise * (0.5 + u())
         shot.gain = np.float32(2 / 255)
     else:
         sigma = 0.004 + 0.018 * u()
@@ -784,14 +907,14 @@ def _draw(u, size: int, p_night: float, p_pedestrian: float, albedo: np.ndarray,
     shot.sigma, shot.offset = sigma, trunc(u() * (NOISE_BANK_SIZE - 2 * size * size * 3))
 
     # -- ground truth -----------------------------------------------------------------------------------
-    best = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    for o in people:
-        st = _pedestrian_stats(o, objects, background_at, light_at) + (o["x"], o["yf"])
-        if st[4] >= best[4]:
-            best = st
-    h, occ, contrast, light, vis, x, yf = best
-    hard = label and (h < HARD_HEIGHT or occ > HARD_OCCLUSION or contrast < HARD_CONTRAST)
+    h = occ = contrast = light = vis = x = yf = 0.0
+    if people:  # the main pedestrian, the one the label rule holds for
+        o = people[0]
+        h, occ, contrast, light, vis = _pedestrian_stats(o, objects, background_at, light_at)
+        x, yf = o["x"], o["yf"]
+    hard = label and bool(is_hard(h * size, occ, contrast, d))
     n_distractors = sum(o["type"] == "thing" for o in objects) + n_mannequins
+    n_cars = sum(o["type"] == "car" for o in objects)
     shot.truth = [label, night, reflection, hard, h, occ, contrast, light, vis, x, yf, len(people),
                   n_distractors, n_mannequins > 0, n_cars, None, sigma]  # None: brightness, from the camera
     return shot
@@ -851,13 +974,13 @@ def _work_arrays(n: int, size: int) -> tuple[np.ndarray, ...]:
             np.empty((n, size, size, 3), np.float32), np.empty((n, size, size, 3), np.float32))
 
 
-def _render_batch(rngs, size: int, p_night: float, p_pedestrian: float, out: np.ndarray,
+def _render_batch(rngs, size: int, p_night: float, p_pedestrian: float, d: Difficulty, out: np.ndarray,
                   work: tuple[np.ndarray, ...]) -> list[list]:
     """Draw len(out) scenes, one random generator each (each used up before the next is asked for), develop
     them into out and return their attribute values. work: _work_arrays for at least len(out) scenes."""
     albedo, emission, f, noise = (w[:len(out)] for w in work)
     emission.fill(0)
-    shots = [_draw_scene(next(rngs), size, p_night, p_pedestrian, a, e) for a, e in zip(albedo, emission)]
+    shots = [_draw_scene(next(rngs), size, p_night, p_pedestrian, d, a, e) for a, e in zip(albedo, emission)]
     _develop(shots, albedo, emission, f, noise, out)
     return [s.truth for s in shots]
 
@@ -951,24 +1074,26 @@ def split_id(split: str) -> int:
     return zlib.crc32(split.encode())
 
 
-def render(seed: int, split: str, index: int, size: int, p_night: float,
-           p_pedestrian: float = 0.5) -> tuple[np.ndarray, dict[str, float]]:
+def render(seed: int, split: str, index: int, size: int, p_night: float, p_pedestrian: float = 0.5,
+           difficulty: Difficulty | dict | None = None) -> tuple[np.ndarray, dict[str, float]]:
     """One scene: (size, size, 3) uint8 RGB and its attributes. Same arguments -> same bytes, anywhere."""
     out = np.empty((size, size, 3), np.uint8)
     rng = np.random.default_rng([seed, split_id(split), index])
-    vals = _render_batch(iter([rng]), size, p_night, p_pedestrian, out[None], _work_arrays(1, size))[0]
+    d = Difficulty.of(difficulty)
+    vals = _render_batch(iter([rng]), size, p_night, p_pedestrian, d, out[None], _work_arrays(1, size))[0]
     return out, {n: (int(v) if n in INT_ATTRIBUTES else float(v)) for n, v in zip(ATTRIBUTE_NAMES, vals)}
 
 
 def render_many(seed: int, split: str, start: int, stop: int, size: int, p_night: float,
-                p_pedestrian: float = 0.5) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                p_pedestrian: float = 0.5, difficulty: Difficulty | dict | None = None,
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Indices start..stop-1 of a split: (N, size, size, 3) uint8 and attribute columns of length N."""
-    n = max(0, stop - start)
+    n, d = max(0, stop - start), Difficulty.of(difficulty)
     images = np.empty((n, size, size, 3), np.uint8)
     table = np.empty((n, len(ATTRIBUTE_NAMES)), np.float64)
     rngs, work = _generators(seed, split_id(split), range(start, start + n)), _work_arrays(min(n, _BATCH), size)
     for b in range(0, n, _BATCH):
-        table[b:b + _BATCH] = _render_batch(rngs, size, p_night, p_pedestrian, images[b:b + _BATCH], work)
+        table[b:b + _BATCH] = _render_batch(rngs, size, p_night, p_pedestrian, d, images[b:b + _BATCH], work)
     return images, {name: table[:, j].astype(np.int64 if name in INT_ATTRIBUTES else np.float32)
                     for j, name in enumerate(ATTRIBUTE_NAMES)}
 
