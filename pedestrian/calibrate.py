@@ -60,14 +60,15 @@ def slice_errors(npz: Path, split: str) -> dict[str, dict]:
 
 
 def run_stage(stage: str, overrides: list[str], run_dir: Path) -> dict:
-    """One real stage run (the ladder's composition), skipped when its results are already there."""
+    """One real stage run (the ladder's composition); an earlier invocation's finished run is reused (its
+    results say so: "reused": true)."""
     from pedestrian.train import run
 
     done = run_dir / "results.json"
     if done.exists():
-        return json.loads(done.read_text())
+        return {**json.loads(done.read_text()), "reused": True}
     cfg, _ = compose(stage, [*overrides, f"run_dir='{run_dir}'", "print_config=false"])
-    return run(cfg)
+    return {**run(cfg), "reused": False}
 
 
 def calibrate(overrides: list[str], out: Path, sizes: list[int] | None, ref_train: int | None,
@@ -83,7 +84,7 @@ def calibrate(overrides: list[str], out: Path, sizes: list[int] | None, ref_trai
     ref = run_stage("resnet_lr", ref_over, out / "runs" / "reference")
     npz = out / "runs" / "reference" / "predictions.npz"
     reference = {"overrides": ref_over[len(overrides):], "errors": ref["errors"], "wall_time_s": ref["wall_time_s"],
-                 "machine": ref["machine"],
+                 "machine": ref["machine"], "reused": ref["reused"],
                  "slices": {s: slice_errors(npz, s) for s in ("train_val", "test_val", "test")}}
 
     curve = {}
@@ -93,8 +94,9 @@ def calibrate(overrides: list[str], out: Path, sizes: list[int] | None, ref_trai
             curve[stage] = []
             for n in sizes:
                 r = run_stage(stage, [*overrides, f"data.n_train={n}"], out / "runs" / f"{stage}-{n}")
-                curve[stage].append({"n_train": n, "epochs": r["epochs"], **{k: r["errors"][k] for k in
-                                                                            ("train", "train_val", "test_val")}})
+                curve[stage].append({"n_train": n, "epochs": r["epochs"], "wall_time_s": r["wall_time_s"],
+                                     "reused": r["reused"],
+                                     **{k: r["errors"][k] for k in ("train", "train_val", "test_val")}})
     result = {
         "command": "python -m pedestrian.calibrate " + " ".join(map(shlex.quote, sys.argv[1:])),
         "finished": dt.datetime.now().isoformat(timespec="seconds"), "wall_s": round(time.time() - t0, 1),
@@ -113,8 +115,13 @@ def _pct(x: float) -> str:
 
 def to_markdown(r: dict) -> str:
     ref = r["reference"]
+    runs = [ref, *(p for pts in r["learning_curves"].values() for p in pts)]
+    reused = sum(bool(p.get("reused")) for p in runs)
     lines = [f"# Calibration of the scenes, profile `{r['profile']}` ({r['image_size']} px)", "",
-             f"Made by `{r['command']}` on {ref['machine']}, finished {r['finished']} ({r['wall_s'] / 60:.1f} min).",
+             f"Made by `{r['command']}` on {ref['machine']}, finished {r['finished']}: {len(runs)} runs, "
+             f"{sum(p['wall_time_s'] for p in runs) / 60:.1f} min of run time"
+             + (f" ({reused} of them finished by an earlier invocation of the same command and reused)." if reused
+                else "."),
              "", "Difficulty knobs (`data.difficulty`, conf/data/scenes.yaml):", "",
              "| knob | value |", "|---|---|", *[f"| `{k}` | {v} |" for k, v in r["difficulty"].items()], "",
              "## The reference model (the ceiling)", "",
@@ -132,10 +139,11 @@ def to_markdown(r: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if r["learning_curves"]:
         lines += ["", "## Learning curves (error against training-set size, the ladder's budget per stage)", "",
-                  "| model | training images | epochs | train | train-val | test-val |", "|---|---|---|---|---|---|"]
+                  "| model | training images | epochs | train | train-val | test-val | wall |",
+                  "|---|---|---|---|---|---|---|"]
         for stage, pts in r["learning_curves"].items():
             lines += [f"| `{stage}` | {p['n_train']} | {p['epochs']} | {_pct(p['train'])} | {_pct(p['train_val'])} | "
-                      f"{_pct(p['test_val'])} |" for p in pts]
+                      f"{_pct(p['test_val'])} | {p['wall_time_s'] / 60:.1f} min |" for p in pts]
     return "\n".join(lines) + "\n"
 
 

@@ -29,10 +29,13 @@ def test_cli_writes_the_ceiling_and_the_curves(data_root, tmp_path):
     assert set(res["learning_curves"]) == {"lenet", "resnet_lr"}
     assert res["difficulty"]["ped_min_px"] > 0 and "profile=tiny" in res["command"]
     md = (out / "CALIBRATION.md").read_text()
-    assert "## The reference model" in md and "| `lenet` | 128 |" in md
+    assert "## The reference model" in md and "| `lenet` | 128 |" in md and "5 runs" in md
     again = cli("profile=tiny", "logger=csv", f"data.root={data_root}", "--out", str(out), "--sizes", "64,128",
                 "--ref-train", "256", "--ref-epochs", "1", module="pedestrian.calibrate", timeout=600)
-    assert again.returncode == 0 and json.loads((out / "calibration.json").read_text())["reference"] == ref
+    assert again.returncode == 0
+    ref2 = json.loads((out / "calibration.json").read_text())["reference"]
+    assert ref2["reused"] and not ref["reused"] and {**ref2, "reused": False} == ref  # the finished run is reused
+    assert "5 of them finished by an earlier invocation" in (out / "CALIBRATION.md").read_text()
 
 
 def test_slice_errors(tmp_path):
