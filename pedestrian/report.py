@@ -421,7 +421,7 @@ def results_json(stages: list[dict]) -> list[dict]:
     for st in stages:
         r = st["results"]
         out.append({"stage": st["name"], **{names[k]: r["errors"][k] for k in ERROR_KEYS},
-                    **{names[t]: r["terms"][t] for t in TERMS}, "largest term": r["recommendation"]["term"],
+                    **{names[t]: r["terms"][t] for t in TERMS}, "largest term": names[r["recommendation"]["term"]],
                     "goal": r["goal"], "n": r["n"], "epochs": r["epochs"], "wall_time_s": r.get("wall_time_s"),
                     "machine": r.get("machine")})
     return out

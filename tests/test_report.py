@@ -119,6 +119,7 @@ def test_rows_trends_finetune_and_plots(ladder_root, tmp_path):
         assert set(report.TABLE_COLUMNS[2:10]) <= set(r)  # the table's names: "train-val", "avoidable bias", ...
         assert r["variance"] == pytest.approx(r["train-val"] - r["train"])
         assert r["distribution shift"] == pytest.approx(r["test-val"] - r["train-val"])
+        assert r[r["largest term"]] == max(r[t] for t in report.TABLE_COLUMNS[6:10])  # names a key of the row
 
 
 def test_learning_curve_merges_a_resumed_stages_attempts(ladder_root):
