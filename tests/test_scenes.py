@@ -187,6 +187,8 @@ def test_bad_knobs_are_named():
         scenes.Difficulty.of({"ped_size": 3})
     with pytest.raises(ValueError, match="p_hard=1.5"):
         scenes.Difficulty.of({"p_hard": 1.5})
+    with pytest.raises(ValueError, match="max_distractors=2.5: must be a whole number"):
+        scenes.Difficulty.of({"max_distractors": 2.5})
     assert scenes.Difficulty.of({"ped_min_px": 10}) == scenes.Difficulty(ped_min_px=10.0)
     assert scenes.Difficulty.of(None) == scenes.Difficulty()
 

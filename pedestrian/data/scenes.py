@@ -88,7 +88,10 @@ class Difficulty:
         unknown = sorted(set(value) - set(known))
         if unknown:
             raise ValueError(f"data.difficulty: unknown knob(s) {unknown}; known: {sorted(known)}")
-        d = cls(**{k: (int(v) if known[k] == "int" else float(v)) for k, v in value.items()})
+        for k, v in value.items():
+            if known[k] == "int" and float(v) != int(float(v)):
+                raise ValueError(f"data.difficulty.{k}={v}: must be a whole number")
+        d = cls(**{k: (int(float(v)) if known[k] == "int" else float(v)) for k, v in value.items()})
         for name in ("max_occlusion", "p_hard", "p_reflection", "ghost_alpha", "p_mannequin"):
             if not 0 <= getattr(d, name) <= 1:
                 raise ValueError(f"data.difficulty.{name}={getattr(d, name)}: must lie in 0..1")
@@ -853,7 +856,7 @@ def _draw(u, size: int, p_night: float, p_pedestrian: float, d: Difficulty, albe
             x0, y0, x1, y1 = main["boxes"][0]
             over = [(sum(max(0.0, min(x1, b[2]) - max(x0, b[0])) * max(0.0, min(y1, b[3]) - max(y0, b[1]))
                          for b in o["boxes"]), i) for i, o in enumerate(objects) if o["yf"] > main["yf"]]
-            area, i = max(over)
+            area, i = max(over, default=(0.0, -1))
             if area <= 0:
                 break  # the frame alone (kept under the limit where it was placed)
             gone = objects.pop(i)
