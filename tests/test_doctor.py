@@ -16,8 +16,7 @@ import pytest
 import wandb_offline
 from conftest import cli, compose
 
-from pedestrian.doctor import CHECKS, bugs, diagnose
-from pedestrian.doctor.report import bug_verdict
+from pedestrian.doctor import CHECKS, bugs, diagnose_stage
 
 DIGITS = {"_target_": "pedestrian.doctor.known_results.DigitsDataModule", "image_size": 32, "batch_size": 32,
           "binary": True, "normalize": "once", "seed": 0}
@@ -31,7 +30,7 @@ def digits_cfg(tmp_path, *overrides: str):
 
 
 def test_clean_config_passes_every_check(tmp_path):
-    results = diagnose(digits_cfg(tmp_path))
+    results = diagnose_stage(digits_cfg(tmp_path)).results
     assert [r.check for r in results] == list(CHECKS)
     failed = {r.check: (r.diagnosis, r.explanation) for r in results if r.status == "fail"}
     assert not failed, failed
@@ -46,8 +45,8 @@ def test_clean_config_passes_every_check(tmp_path):
 def test_each_bug_is_caught_by_its_check(bug, tmp_path):
     spec = bugs.load(bug)
     cfg = digits_cfg(tmp_path, f"+bug={bug}", f"doctor.checks=[{spec.check}]")
-    results = diagnose(cfg)
-    verdict = bug_verdict(cfg, results)
+    report = diagnose_stage(cfg)
+    results, verdict = report.results, report.bug
     assert verdict["caught"], (verdict, results[-1].explanation)
     assert results[-1].fixes and results[-1].explanation  # a diagnosis comes with the lecture's causes / fixes
 
@@ -55,7 +54,8 @@ def test_each_bug_is_caught_by_its_check(bug, tmp_path):
 def test_the_zoo_is_the_lectures_list_and_each_bug_is_described():
     assert set(bugs.names()) == {"softmax_before_loss", "no_normalize", "double_normalize", "shuffled_labels",
                                  "flipped_loss_sign", "eval_in_train_mode", "broadcast_loss", "lr_explodes",
-                                 "frozen_weights"}
+                                 "frozen_weights", "wrong_init", "lr_too_low", "no_zero_grad",
+                                 "optimizer_wrong_params", "dead_relu", "label_leak", "augment_at_eval"}
     for name in bugs.names():
         spec = bugs.load(name)
         assert spec.name == name and spec.check in CHECKS and len(spec.in_the_wild) > 80

@@ -3,6 +3,13 @@ doctor.json + images, log a W&B run; exit 0 when every check passes, 1 when one 
 
 Same config as `python -m pedestrian` (conf/, +stage=, profile=, data=, +bug=, any key), plus the doctor group
 (conf/doctor/default.yaml, e.g. doctor.out_dir=DIR, doctor.checks=[inputs,overfit_batch]).
+
+`python -m pedestrian.doctor --entry MODULE:FUNCTION [--out DIR] [--checks a,b] [key=value ...]` runs them on
+your own model: FUNCTION() returns a dict with model, loader, loss_fn and optionally optimizer_factory,
+num_classes, step, val_loader (or the tuple model, loader, loss_fn, optimizer_factory). MODULE is a module
+name importable from the current folder, or a path to a .py file. key=value: doctor settings, e.g.
+overfit.max_steps=500. Same exit codes.
+
 `python -m pedestrian.doctor data ARGS...` runs the data checks for real data sets (pedestrian.doctor.data).
 """
 
@@ -32,20 +39,97 @@ def compose(overrides: list[str]) -> DictConfig:
 
 def run(cfg: DictConfig, console: Console | None = None) -> tuple[int, dict]:
     """Diagnose, report, save, log. Returns (exit code, the doctor.json payload)."""
-    from pedestrian.doctor import diagnose, report
+    from pedestrian.doctor.report import log_wandb
+    from pedestrian.doctor.stage import diagnose_stage
 
     console = console or Console()
     t0 = time.time()
     bug = f" with bug {cfg.bug.name} injected" if cfg.get("bug") else ""
     console.print(f"[bold]doctor[/bold]: stage {cfg.stage.name}{bug} -> {cfg.doctor.out_dir}")
-    results = diagnose(cfg, console)
-    out_dir = Path(str(cfg.doctor.out_dir))
-    data = report.payload(results, cfg, time.time() - t0)
-    report.render(results, cfg, console, out_dir)
-    report.save(out_dir / "doctor.json", data)
-    data["wandb_run"] = report.log_wandb(results, cfg, out_dir, data)
+    report = diagnose_stage(cfg, console)
+    report.print(console)
+    report.save()
+    data = report.to_dict()
+    data["wandb_run"] = log_wandb(report, cfg)
     console.print(f"doctor finished in {time.time() - t0:.0f}s")
-    return data["exit_code"], data
+    return report.exit_code, data
+
+
+def load_entry(spec: str) -> dict:
+    """MODULE:FUNCTION -> what FUNCTION() returns, as diagnose's keyword arguments."""
+    import importlib
+
+    module_name, _, func = spec.partition(":")
+    if not module_name or not func:
+        raise EntryError(f"--entry {spec!r}: expected MODULE:FUNCTION, e.g. my_model:build")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.exists():
+                raise EntryError(f"--entry {spec!r}: no such file {path}")
+            loaded = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(loaded)
+            loaded.loader.exec_module(module)
+        else:
+            sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(module_name)
+    except EntryError:
+        raise
+    except Exception as e:
+        raise EntryError(f"--entry {spec!r}: importing {module_name} failed: {type(e).__name__}: {e}") from e
+    if not callable(getattr(module, func, None)):
+        raise EntryError(f"--entry {spec!r}: {module_name} has no function {func!r}")
+    built = getattr(module, func)()
+    keys = ("model", "loader", "loss_fn", "optimizer_factory")
+    if isinstance(built, (tuple, list)) and 2 <= len(built) <= 4:
+        return dict(zip(keys, built))
+    allowed = {*keys, "num_classes", "step", "val_loader", "name"}
+    if not isinstance(built, dict) or not {"model", "loader"} <= set(built) or set(built) - allowed:
+        got = sorted(built) if isinstance(built, dict) else type(built).__name__
+        raise EntryError(f"--entry {spec!r}: {func}() returned {got}; expected a dict with model and loader "
+                         f"(and any of {sorted(allowed - {'model', 'loader'})}), or (model, loader, loss_fn, "
+                         "optimizer_factory)")
+    return built
+
+
+class EntryError(ValueError):
+    pass
+
+
+def run_entry(argv: list[str], console: Console | None = None) -> int:
+    """`--entry MODULE:FUNCTION [--out DIR] [--checks a,b] [key=value ...]`."""
+    from omegaconf import OmegaConf
+
+    from pedestrian.doctor.any_model import diagnose
+    from pedestrian.doctor.common import DoctorError
+
+    console = console or Console()
+    opts, settings = {}, []
+    while argv:
+        a = argv.pop(0)
+        if a in ("--entry", "--out", "--checks"):
+            if not argv:
+                print(f"{a} needs a value", file=sys.stderr)
+                return 2
+            opts[a] = argv.pop(0)
+        elif "=" in a and not a.startswith("-"):
+            settings.append(a)
+        else:
+            print(f"unknown argument {a!r}\n\n{USAGE}", file=sys.stderr)
+            return 2
+    try:
+        kwargs = load_entry(opts["--entry"])
+        overrides = OmegaConf.to_container(OmegaConf.from_dotlist(settings))
+        checks = opts["--checks"].split(",") if "--checks" in opts else None
+        name = kwargs.pop("name", None) or opts["--entry"].split(":")[-1]
+        report = diagnose(**kwargs, checks=checks, settings=overrides, out_dir=opts.get("--out"), name=name,
+                          console=console)
+    except (EntryError, DoctorError) as e:
+        print(f"doctor: {e}", file=sys.stderr)
+        return 2
+    report.print(console)
+    report.save()
+    return report.exit_code
 
 
 def run_data(argv: list[str]) -> int:
@@ -63,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "data":
         return run_data(argv[1:])
+    if "--entry" in argv:
+        return run_entry(argv)
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0

@@ -3,13 +3,15 @@
 `python -m pedestrian +stage=lenet +bug=NAME` (a training run) and `python -m pedestrian.doctor +stage=lenet
 +bug=NAME` both get the bug from `pedestrian.train.build`, which calls `inject` on the real datamodule and
 LightningModule: the loss function the training step calls, the normalisation mode `dm.normalize` reads, the
-order of the image array, the learning rate `configure_optimizers` reads, the `.eval()` that validation and
-`predict` call, `requires_grad`. conf/bug/NAME.yaml holds each bug's description ("what it looks like in the
+order of the image array, the learning rate `configure_optimizers` reads, the optimizer it builds, the `.eval()`
+that validation and `predict` call, `requires_grad`, the weights and biases at initialisation, the images of
+every split, the evaluation sets' transform. conf/bug/NAME.yaml holds each bug's description ("what it looks like in the
 wild"), the doctor check that must catch it and the diagnosis that check must give.
 """
 
 from __future__ import annotations
 
+import copy
 import types
 import zlib
 from collections.abc import Callable
@@ -54,6 +56,21 @@ def broadcast_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 
 def eval_that_forgets(self: nn.Module) -> nn.Module:
     return self  # model.eval() never happens: batch norm and dropout stay in training mode
+
+
+def optimizer_on_a_copy(self) -> torch.optim.Optimizer:
+    from pedestrian.module import build_optimizer
+
+    stale = copy.deepcopy(self.model)  # the model was re-created (or copied, moved, wrapped) after this line
+    return build_optimizer(stale.parameters(), self.optim_cfg)
+
+
+def without_zero_grad(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    class Forgetful(type(optimizer)):
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            pass  # the line `optimizer.zero_grad()` that was never written: gradients add up step after step
+    optimizer.__class__ = Forgetful
+    return optimizer
 
 
 def listing_order(n: int, split: str) -> np.ndarray:
@@ -101,11 +118,64 @@ def _frozen_weights(bug, module, dm) -> None:
             p.requires_grad_(False)  # the "backbone" frozen for fine-tuning and never unfrozen
 
 
+def _wrong_init(bug, module, dm) -> None:
+    for m in module.model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, std=float(bug.std))  # nn.init.normal_(w): "small random numbers", std 1
+
+
+def _lr_too_low(bug, module, dm) -> None:
+    module.optim_cfg["lr"] = float(bug.lr)
+
+
+def _no_zero_grad(bug, module, dm) -> None:
+    def configure(self):  # (bound to each copy of the module: the doctor trains deep copies)
+        out = type(self).configure_optimizers(self)
+        if isinstance(out, dict):
+            out["optimizer"] = without_zero_grad(out["optimizer"])
+            return out
+        return without_zero_grad(out)
+    module.configure_optimizers = types.MethodType(configure, module)
+
+
+def _optimizer_wrong_params(bug, module, dm) -> None:
+    module.configure_optimizers = types.MethodType(optimizer_on_a_copy, module)
+
+
+def _dead_relu(bug, module, dm) -> None:
+    layers = [m for m in module.model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None]
+    for m in layers[:-1]:  # every hidden layer: a "small positive bias" whose sign was flipped, and scaled
+        nn.init.constant_(m.bias, float(bug.bias))
+
+
+def _label_leak(bug, module, dm) -> None:
+    # A marker in the corner that says the label: a watermark on the positives' source, a burnt-in annotation.
+    k = int(bug.marker_px)
+    for arr in dm.splits.values():
+        arr.images = arr.images.copy()
+        arr.images[:, :k, :k, :] = np.where(np.asarray(arr.attrs["label"]) == 1, 255, 0)[:, None, None, None]
+
+
+def _augment_at_eval(bug, module, dm) -> None:
+    from pedestrian.data import augment
+
+    aug = augment.build(str(bug.pipeline), dm.image_size, dm.seed)
+    plain = dm.eval_dataset
+
+    def eval_dataset(split: str):
+        ds = plain(split)
+        ds.transform = lambda img, i: aug(img)  # the training transform, handed to the evaluation sets too
+        return ds
+    dm.eval_dataset = eval_dataset
+
+
 INJECT: dict[str, Callable] = {
     "softmax_before_loss": _softmax_before_loss, "flipped_loss_sign": _flipped_loss_sign,
     "broadcast_loss": _broadcast_loss, "no_normalize": _normalize, "double_normalize": _normalize,
     "shuffled_labels": _shuffled_labels, "eval_in_train_mode": _eval_in_train_mode,
-    "lr_explodes": _lr_explodes, "frozen_weights": _frozen_weights,
+    "lr_explodes": _lr_explodes, "frozen_weights": _frozen_weights, "wrong_init": _wrong_init,
+    "lr_too_low": _lr_too_low, "no_zero_grad": _no_zero_grad, "optimizer_wrong_params": _optimizer_wrong_params,
+    "dead_relu": _dead_relu, "label_leak": _label_leak, "augment_at_eval": _augment_at_eval,
 }
 
 

@@ -64,19 +64,20 @@ def loss_leak(loss_fn, logits: torch.Tensor, y: torch.Tensor, samples: list[int]
     return worst, weakest
 
 
-def check(ctx) -> CheckResult:
+def check(subject) -> CheckResult:
     t0 = time.time()
-    s = ctx.settings.grad_dependency
-    module = ctx.fresh_module()
-    x, y = ctx.batch()
+    s = subject.settings.grad_dependency
+    module = subject.fresh()
+    x, y = subject.batch()
     n = min(len(x), int(s.batch_size))
     x, y = x[:n], y[:n]
     samples = sorted({0, n // 2, n - 1})
     m_leak = model_leak(module, x, samples)
     # The loss probe gets moderate logits (the batch's real labels): saturated outputs of a broken model would
     # give exactly zero gradients and hide what the loss function itself does.
-    logits = torch.randn(n, ctx.dm.num_classes, generator=torch.Generator().manual_seed(int(ctx.cfg.seed)))
-    l_leak, weakest = loss_leak(module.loss_fn, logits, y.cpu(), samples, ctx.dm.num_classes, int(ctx.cfg.seed))
+    k = subject.num_classes
+    logits = torch.randn(n, k, generator=torch.Generator().manual_seed(subject.seed))
+    l_leak, weakest = loss_leak(module.loss_fn, logits, y.cpu(), samples, k, subject.seed)
     tol = float(s.tolerance)
     details = {"batch_size": n, "samples": samples, "model_leak": m_leak, "loss_leak": l_leak,
                "smallest_own_gradient": weakest, "tolerance": tol}

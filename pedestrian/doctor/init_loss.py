@@ -40,13 +40,13 @@ def measure(module, x, y, num_classes: int) -> dict:
             "saturated_fraction": float((p.max(dim=1).values > 0.99).float().mean())}
 
 
-def check(ctx) -> CheckResult:
+def check(subject) -> CheckResult:
     t0 = time.time()
-    s = ctx.settings.init_loss
-    x, y = ctx.batch()
-    m = measure(ctx.fresh_module(), x, y, ctx.dm.num_classes)
+    s = subject.settings.init_loss
+    x, y = subject.batch()
+    m = measure(subject.fresh(), x, y, subject.num_classes)
     loss, expected, sat = m["loss"], m["expected"], m["saturated_fraction"]
-    summary = (f"loss {loss:.3f} vs ln({ctx.dm.num_classes}) = {expected:.3f}; mean max-probability "
+    summary = (f"loss {loss:.3f} vs ln({subject.num_classes}) = {expected:.3f}; mean max-probability "
                f"{m['max_prob_mean']:.2f}, {sat:.0%} of outputs saturated")
     status, diagnosis, text = "fail", None, ""
     if not math.isfinite(loss):

@@ -24,14 +24,22 @@ FIXES = {
                          "loader (e.g. ToTensor() already divides by 255)", "keep exactly one place that does it"],
     "badly_scaled": ["recompute the normalisation statistics on the training set, in the same units the "
                      "network sees (after the /255 cast)"],
+    "label_leak": ["the label is written into the input (a marker, a file name, a colour, an ID): a model learns "
+                   "that shortcut instead of the task, and fails on data without it",
+                   "look at the feature named in the details in a grid of both classes; remove it at the source"],
     "imbalanced": ["mind the majority-class baseline: accuracy is misleading; consider a balanced sampler or "
                    "class weights, and report per-class error"],
 }
 
 
 def channel_stats(x: Tensor) -> dict:
+    """Per channel (axis 1) for images and signals; pooled over every value for flat features, where a
+    constant feature (std 0) is no sign of a missing normalisation."""
     x = x.detach().float()
-    return {"mean": x.mean(dim=(0, 2, 3)).tolist(), "std": x.std(dim=(0, 2, 3)).tolist(),
+    if x.dim() <= 2:
+        x = x.reshape(1, 1, -1)
+    dims = tuple(d for d in range(x.dim()) if d != 1)
+    return {"mean": x.mean(dim=dims).tolist(), "std": x.std(dim=dims).tolist(),
             "min": float(x.min()), "max": float(x.max())}
 
 
@@ -75,24 +83,22 @@ def label_balance(labels: np.ndarray, num_classes: int) -> list[float]:
     return (counts / max(1, counts.sum())).round(4).tolist()
 
 
-def class_names(dm) -> list[str]:
-    """The datamodule's names for its classes if it has them (a folder's class map); else the project's
-    convention for two classes (1 = pedestrian); else y=k."""
-    names = getattr(dm, "class_names", None) or getattr(getattr(dm, "class_map", None), "classes", None)
-    if names:
-        return [str(n) for n in names]
-    return ["no pedestrian", "pedestrian"] if dm.num_classes == 2 else [f"y={k}" for k in range(dm.num_classes)]
-
-
-def save_grid(path: Path, x: Tensor, y: Tensor, names: list[str], mean: Tensor, std: Tensor, title: str) -> None:
+def save_grid(path: Path, x: Tensor, y: Tensor, names: list[str], mean: Tensor | None, std: Tensor | None,
+              title: str) -> None:
     """The batch just before the net. Shown by undoing ONE standardisation: a correct pipeline looks like the
-    photos; raw pixels come out white, a double normalisation dark and flat."""
+    photos; raw pixels come out white, a double normalisation dark and flat. Without known statistics each
+    image is stretched to its own range."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    img = (x.detach().float().cpu() * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)).clamp(0, 1)
+    img = x.detach().float().cpu()
+    if mean is not None and std is not None:
+        img = (img * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)).clamp(0, 1)
+    else:
+        lo = img.amin(dim=(1, 2, 3), keepdim=True)
+        img = (img - lo) / (img.amax(dim=(1, 2, 3), keepdim=True) - lo).clamp(min=1e-8)
     img = img.permute(0, 2, 3, 1).numpy()
     n, cols = len(img), 8
     rows = (n + cols - 1) // cols
@@ -108,32 +114,47 @@ def save_grid(path: Path, x: Tensor, y: Tensor, names: list[str], mean: Tensor, 
     plt.close(fig)
 
 
-def check(ctx) -> CheckResult:
+def check(subject) -> CheckResult:
+    from pedestrian.doctor.known_results import leak_baseline  # (known_results imports this module)
+
     t0 = time.time()
-    x, y = ctx.batch()
-    dm = ctx.dm
+    x, y = subject.batch()
     stats = channel_stats(x)
-    mean, std = dm.mean.detach().cpu().float(), dm.std.detach().cpu().float()
-    diagnosis, text = verdict(stats, mean, std)
-    _, train_labels, _ = dm.train_images_labels()
-    balance = {"batch": label_balance(y.cpu().numpy(), dm.num_classes),
-               "train": label_balance(train_labels, dm.num_classes)}
-    names = class_names(dm)
-    grid = ctx.out_dir / "inputs_batch.png"
-    k = min(len(x), int(ctx.settings.grid_images))
-    save_grid(grid, x[:k], y[:k], names, mean, std,
-              f"{ctx.cfg.stage.name}: the batch as the model sees it ({x.shape[2]}x{x.shape[3]}, "
-              f"{str(x.dtype).removeprefix('torch.')}); shown as x*std+mean")
+    norm = subject.norm_stats()
+    diagnosis, text = verdict(stats, *(norm or (None, None)))
+    k = subject.num_classes
+    balance = {"batch": label_balance(y.cpu().numpy(), k), "train": label_balance(subject.train_labels(), k)}
+    names = subject.class_names()
+    files = {}
+    if x.dim() == 4 and x.shape[1] in (1, 3):  # images: show them
+        grid = subject.out_dir / "inputs_batch.png"
+        n = min(len(x), int(subject.settings.grid_images))
+        shown = "x*std+mean" if norm else "each image stretched to its range"
+        save_grid(grid, x[:n], y[:n], names, *(norm or (None, None)),
+                  f"{subject.name}: the batch as the model sees it ({x.shape[2]}x{x.shape[3]}, "
+                  f"{str(x.dtype).removeprefix('torch.')}); shown as {shown}")
+        files["batch_grid"] = str(grid)
+    leak = leak_baseline(*subject.samples(int(subject.settings.known.leak_samples)), k,
+                         float(subject.settings.known.leak_accuracy))
     details = {"shape": list(x.shape), "dtype": str(x.dtype), **stats, "label_balance": balance,
-               "class_names": names, "normalize_mode": getattr(dm, "normalize_mode", None)}
+               "class_names": names, "normalize_mode": getattr(getattr(subject, "dm", None), "normalize_mode", None),
+               "single_input_value": leak}
     summary = (f"mean {_fmt(stats['mean'])}, std {_fmt(stats['std'])}, range [{stats['min']:.3g}, "
                f"{stats['max']:.3g}]; train labels {balance['train']}")
-    files = {"batch_grid": str(grid)}
     if diagnosis:
         return CheckResult("inputs", "fail", summary, diagnosis, text, FIXES[diagnosis], details, files,
                            time.time() - t0)
+    if leak["leak"]:
+        return CheckResult("inputs", "fail", summary, "label_leak", leak_text(leak), FIXES["label_leak"], details,
+                           files, time.time() - t0)
     if max(balance["train"]) > 0.9:
         return CheckResult("inputs", "warn", summary, "imbalanced",
                            f"{text}. But {max(balance['train']):.0%} of the training labels are one class.",
                            FIXES["imbalanced"], details, files, time.time() - t0)
     return CheckResult("inputs", "pass", summary, None, text, [], details, files, time.time() - t0)
+
+
+def leak_text(leak: dict) -> str:
+    return (f"one input value alone, feature {leak['feature']} of the flattened input, predicts the label of "
+            f"{leak['accuracy']:.1%} of held-out samples (the majority class: {leak['majority']:.1%}): too good to be "
+            "true for a task that needs a network. The label leaks into the input")

@@ -22,22 +22,22 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pedestrian.doctor import CHECKS, bugs, diagnose, report
+from pedestrian.doctor import bugs
 from pedestrian.doctor.__main__ import compose
-from pedestrian.doctor.report import bug_verdict
+from pedestrian.doctor.common import CHECKS
+from pedestrian.doctor.stage import diagnose_stage
 
 MARK = {"pass": "✔", "warn": "⚠", "fail": "✘", "skip": "–"}
 
 
-def _doctor(cfg, out_dir: Path, label: str, console: Console) -> tuple[list, float]:
-    """One doctor run of the matrix or the stage sweep: its results (also saved as doctor.json) and seconds."""
+def _doctor(cfg, out_dir: Path, label: str, console: Console):
+    """One doctor run of the matrix or the stage sweep: its Report (also saved as doctor.json) and seconds."""
     cfg.doctor.out_dir = str(out_dir)
     console.print(f"[bold]{label}[/bold]")
     t0 = time.time()
-    results = diagnose(cfg, console)
-    seconds = round(time.time() - t0, 1)
-    report.save(out_dir / "doctor.json", report.payload(results, cfg, seconds))
-    return results, seconds
+    report = diagnose_stage(cfg, console)
+    report.save()
+    return report, round(time.time() - t0, 1)
 
 
 def _row(results: list) -> dict:
@@ -55,10 +55,10 @@ def run_matrix(overrides: list[str], names: list[str] | None = None, out: Path |
         label = name or "clean"
         cfg = compose(["logger=none", *overrides, *([f"+bug={name}"] if name else [])])
         base = out or Path("outputs/doctor/matrix") / str(cfg.stage.name) / stamp
-        results, seconds[label] = _doctor(cfg, base / label, label, console)
-        rows[label] = _row(results)
+        report, seconds[label] = _doctor(cfg, base / label, label, console)
+        rows[label] = _row(report.results)
         if name:
-            verdicts[name] = bug_verdict(cfg, results)
+            verdicts[name] = report.bug
     false_alarms = [c for c, r in rows["clean"].items() if r["status"] == "fail"]
     return {"stage": str(cfg.stage.name), "overrides": overrides, "rows": rows, "bugs": verdicts,
             "caught": sum(v["caught"] for v in verdicts.values()), "n_bugs": len(verdicts),
@@ -78,8 +78,8 @@ def run_stages(overrides: list[str], stages: list[str], ladder: Path | None = No
             if ladder is None:
                 raise SystemExit(f"stage {stage} fine-tunes {needs}'s weights: pass --ladder ROOT (a ladder's folder)")
             cfg.stage.init_from = str(ladder / needs / "checkpoints" / "best.ckpt")
-        results, seconds[stage] = _doctor(cfg, base / stage, stage, console)
-        rows[stage] = _row(results)
+        report, seconds[stage] = _doctor(cfg, base / stage, stage, console)
+        rows[stage] = _row(report.results)
     false_alarms = {s: [c for c, r in row.items() if r["status"] == "fail"] for s, row in rows.items()}
     return {"overrides": overrides, "rows": rows, "seconds": seconds, "out_dir": str(base),
             "false_alarms": {s: f for s, f in false_alarms.items() if f}}

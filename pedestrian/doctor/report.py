@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -57,24 +58,66 @@ def trace_table(result: CheckResult) -> Table | None:
     return t
 
 
-def render(results: list[CheckResult], cfg: DictConfig, console: Console, out_dir: Path) -> None:
-    if cfg.doctor.get("print_trace", True):
-        for r in results:
-            if r.check == "run_trace" and (t := trace_table(r)) is not None:
-                console.print(t)
-    table = Table(title=f"doctor: {cfg.stage.name}" + (f"  (bug injected: {cfg.bug.name})" if cfg.get("bug") else ""),
-                  title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("check")
-    table.add_column("status")
-    table.add_column("measured")
-    table.add_column("diagnosis")
-    for i, r in enumerate(results, 1):
-        table.add_row(str(i), r.check, f"[{STYLE[r.status]}]{r.status.upper()}[/]", r.summary,
-                      (r.diagnosis or "").replace("_", " "))
-    console.print(table)
-    for r in results:
-        if r.status in ("fail", "warn"):
+@dataclass
+class Report:
+    """What diagnose returns: every check's result, with the lecture's advice for each failure and warning."""
+
+    title: str                       # "doctor: lenet (bug injected: ...)", "doctor: ResNet"
+    results: list[CheckResult]
+    seconds: float
+    out_dir: Path
+    meta: dict = field(default_factory=dict)   # stage or model, config, machine: saved with the results
+    bug: dict | None = None          # a `+bug` run's verdict
+    print_trace: bool = True
+
+    @property
+    def passed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status == "pass"]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status == "warn"]
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status == "fail"]
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.results)
+
+    def __getitem__(self, check: str) -> CheckResult:
+        return next(r for r in self.results if r.check == check)
+
+    @classmethod
+    def of_stage(cls, cfg: DictConfig, results: list[CheckResult], seconds: float) -> Report:
+        title = f"doctor: {cfg.stage.name}" + (f"  (bug injected: {cfg.bug.name})" if cfg.get("bug") else "")
+        meta = {"stage": str(cfg.stage.name), "config": OmegaConf.to_container(cfg, resolve=True)}
+        return cls(title, results, seconds, Path(str(cfg.doctor.out_dir)), meta, bug_verdict(cfg, results),
+                   bool(cfg.doctor.get("print_trace", True)))
+
+    @classmethod
+    def of_model(cls, name: str, results: list[CheckResult], seconds: float, settings: DictConfig, out_dir: Path,
+                 user_step: bool) -> Report:
+        meta = {"model": name, "step": "yours" if user_step else "the textbook step (no step given)",
+                "settings": OmegaConf.to_container(settings, resolve=True)}
+        return cls(f"doctor: {name}", results, seconds, out_dir, meta, None, bool(settings.get("print_trace", True)))
+
+    def print(self, console: Console | None = None) -> None:
+        console = console or Console()
+        if self.print_trace:
+            for r in self.results:
+                if r.check == "run_trace" and (t := trace_table(r)) is not None:
+                    console.print(t)
+        table = Table(title=self.title, title_justify="left")
+        for col, kw in (("#", {"justify": "right"}), ("check", {}), ("status", {}), ("measured", {}),
+                        ("diagnosis", {})):
+            table.add_column(col, **kw)
+        for i, r in enumerate(self.results, 1):
+            table.add_row(str(i), r.check, f"[{STYLE[r.status]}]{r.status.upper()}[/]", r.summary,
+                          (r.diagnosis or "").replace("_", " "))
+        console.print(table)
+        for r in self.warnings + self.failures:
             body = r.explanation
             if r.fixes:
                 body += "\n\nLikely causes / what to try (lecture):\n" + "\n".join(f"  - {f}" for f in r.fixes)
@@ -82,31 +125,34 @@ def render(results: list[CheckResult], cfg: DictConfig, console: Console, out_di
                 body += "\n\n" + "\n".join(f"{k}: {v}" for k, v in r.files.items())
             console.print(Panel(body, title=f"{r.check}: {(r.diagnosis or r.status).replace('_', ' ')}",
                                 border_style="red" if r.status == "fail" else "yellow", title_align="left"))
-    verdict = bug_verdict(cfg, results)
-    if verdict:
-        ok = "[green]caught[/green]" if verdict["caught"] else "[red]NOT caught[/red]"
-        console.print(f"bug {verdict['name']}: {ok} by {verdict['check']} (expected {verdict['diagnosis']}, got "
-                      f"{verdict['got']}). In the wild: {verdict['in_the_wild']}")
-    n_fail = sum(r.status == "fail" for r in results)
-    console.print(f"{len(results) - n_fail}/{len(results)} checks without failure; report: {out_dir / 'doctor.json'}")
+        if self.bug:
+            v = self.bug
+            ok = "[green]caught[/green]" if v["caught"] else "[red]NOT caught[/red]"
+            console.print(f"bug {v['name']}: {ok} by {v['check']} (expected {v['diagnosis']}, got {v['got']}). "
+                          f"In the wild: {v['in_the_wild']}")
+        console.print(f"{len(self.results) - len(self.failures)}/{len(self.results)} checks without failure; "
+                      f"report: {self.out_dir / 'doctor.json'}")
+
+    def to_dict(self) -> dict:
+        from pedestrian.train import machine
+
+        return {**{k: v for k, v in self.meta.items() if k != "config"}, "bug": self.bug,
+                "exit_code": self.exit_code, "checks": [r.to_dict() for r in self.results],
+                "wall_time_s": round(self.seconds, 2), "machine": machine(),
+                "torch_threads": __import__("torch").get_num_threads(),
+                **({"config": self.meta["config"]} if "config" in self.meta else {})}
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """doctor.json (default: in the report's folder), written atomically."""
+        path = Path(path) if path is not None else self.out_dir / "doctor.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        os.replace(tmp, path)
+        return path
 
 
-def payload(results: list[CheckResult], cfg: DictConfig, seconds: float) -> dict:
-    from pedestrian.train import machine
-
-    return {"stage": str(cfg.stage.name), "bug": bug_verdict(cfg, results), "exit_code": exit_code(results),
-            "checks": [r.to_dict() for r in results], "wall_time_s": round(seconds, 2), "machine": machine(),
-            "torch_threads": __import__("torch").get_num_threads(),
-            "config": OmegaConf.to_container(cfg, resolve=True)}
-
-
-def save(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def log_wandb(results: list[CheckResult], cfg: DictConfig, out_dir: Path, data: dict) -> str | None:
+def log_wandb(report: Report, cfg: DictConfig) -> str | None:
     """One W&B run per doctor run (offline unless WANDB_API_KEY or logger.wandb.mode=online)."""
     wcfg = OmegaConf.select(cfg, "logger.wandb")
     if not wcfg:
@@ -123,8 +169,9 @@ def log_wandb(results: list[CheckResult], cfg: DictConfig, out_dir: Path, data: 
     stage = str(cfg.stage.name)
     tags = ["doctor", stage] + ([f"bug:{cfg.bug.name}"] if cfg.get("bug") else [])
     run = wandb.init(project=str(wcfg.project), entity=wcfg.get("entity"), name=f"doctor-{stage}", job_type="doctor",
-                     group=str(cfg.group), tags=tags, dir=str(Path(out_dir).resolve()), mode=mode, reinit="create_new",
-                     config=data["config"])
+                     group=str(cfg.group), tags=tags, dir=str(report.out_dir.resolve()), mode=mode, reinit="create_new",
+                     config=report.meta.get("config"))
+    results = report.results
     table = wandb.Table(columns=["check", "status", "diagnosis", "measured", "explanation", "fixes"])
     for r in results:
         table.add_data(r.check, r.status, r.diagnosis or "", r.summary, r.explanation, "\n".join(r.fixes))
@@ -132,9 +179,9 @@ def log_wandb(results: list[CheckResult], cfg: DictConfig, out_dir: Path, data: 
               if Path(v).exists()}
     run.log({"doctor/report": table, **images})
     run.summary.update({f"doctor/{r.check}": r.status for r in results})
-    run.summary.update({"doctor/exit_code": data["exit_code"], "doctor/failed": [r.check for r in results
+    run.summary.update({"doctor/exit_code": report.exit_code, "doctor/failed": [r.check for r in results
                                                                                    if r.status == "fail"]})
-    if data.get("bug"):
-        run.summary.update({"doctor/bug": data["bug"]["name"], "doctor/bug_caught": data["bug"]["caught"]})
+    if report.bug:
+        run.summary.update({"doctor/bug": report.bug["name"], "doctor/bug_caught": report.bug["caught"]})
     run.finish()
     return run.id

@@ -33,8 +33,13 @@ FIXES = {
                     "a layer with no gradient that is not frozen is not in the graph: is its output used?"],
     "nonfinite_gradient": ["a numerical issue in forward or loss: look for exp, log, division or sqrt of values "
                            "that can be 0 or huge; normalise inputs; use the library's fused losses"],
+    "dead_relu": ["ReLU units that output 0 for every input pass no gradient back, and never come back: look at "
+                  "the biases (a large negative init) and the scale of the weights and inputs",
+                  "use the init scheme that fits the nonlinearity (He/Kaiming, biases 0); lower the learning rate "
+                  "if units die during training; a leaky ReLU or GELU cannot die"],
     "crashed": ["read the error and the layer it names; step through that layer in a debugger"],
 }
+DEAD = 0.99  # a layer whose outputs are 0 for this share of the batch's values is dead
 
 
 def _shape(t) -> str:
@@ -106,7 +111,9 @@ class Tracer:
                     "dtype": _dtype(out), "params": params,
                     "trainable": sum(p.numel() for p in m.parameters(recurse=False) if p.requires_grad),
                     "activation_mb": round(out.numel() * out.element_size() / 2**20, 3)
-                    if isinstance(out, Tensor) else 0.0})
+                    if isinstance(out, Tensor) else 0.0,
+                    "zero_fraction": round(float((out == 0).float().mean()), 4)
+                    if isinstance(out, Tensor) and out.numel() else 0.0})
         return hook
 
     def failing_layer(self) -> dict | None:
@@ -184,10 +191,15 @@ def trace(module, x: Tensor, y: Tensor) -> tuple[list[dict], dict]:
     return tracer.rows, failure
 
 
-def check(ctx) -> CheckResult:
+def dead_layers(rows: list[dict]) -> list[dict]:
+    """Rectifier layers (ReLU and kin) whose output is all but entirely 0 on the batch."""
+    return [r for r in rows if "relu" in r["type"].lower() and r["zero_fraction"] >= DEAD]
+
+
+def check(subject) -> CheckResult:
     t0 = time.time()
-    module = ctx.fresh_module()
-    x, y = ctx.batch()
+    module = subject.fresh()
+    x, y = subject.batch()
     rows, failure = trace(module, x, y)
     n_params = sum(p.numel() for p in module.model.parameters())
     n_train = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
@@ -208,9 +220,17 @@ def check(ctx) -> CheckResult:
         return CheckResult("run_trace", "fail", summary, "nonfinite_gradient",
                            f"{len(nonfinite)} parameters got NaN/inf gradients after one step, e.g. {nonfinite[:3]}",
                            FIXES["nonfinite_gradient"], details, seconds=time.time() - t0)
+    frozen = [g["param"] for g in grads if g["state"].startswith("frozen")]
+    dead_relus = dead_layers(rows)
+    if dead and not frozen and dead_relus:
+        names = ", ".join(f"`{r['layer']}` ({r['zero_fraction']:.0%} zeros)" for r in dead_relus[:4])
+        text = (f"{len(dead_relus)} ReLU layers output 0 for (almost) every input of the batch: {names}. Dead "
+                f"units pass no gradient back: {len(dead)} of {len(grads)} parameter tensors get exactly zero "
+                f"gradient (first: {', '.join(dead[:3])}), so they can never learn")
+        return CheckResult("run_trace", "fail", summary, "dead_relu", text, FIXES["dead_relu"], details,
+                           seconds=time.time() - t0)
     if dead:
-        frozen = sum(1 for g in grads if g["state"].startswith("frozen"))
-        text = (f"{len(dead)} of {len(grads)} parameter tensors get no gradient ({frozen} frozen with "
+        text = (f"{len(dead)} of {len(grads)} parameter tensors get no gradient ({len(frozen)} frozen with "
                 f"requires_grad=False); only {n_train:,} of {n_params:,} parameters ({n_train / n_params:.1%}) "
                 f"can learn. First ones: {', '.join(dead[:4])}")
         return CheckResult("run_trace", "fail", summary, "no_gradient", text, FIXES["no_gradient"], details,
