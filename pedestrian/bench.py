@@ -42,10 +42,11 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from pedestrian.base.conf import compose
+from pedestrian.core.module import build_optimizer
+from pedestrian.core.train import _trainer_cfg, build, build_trainer, machine
 from pedestrian.data import gpu_data
 from pedestrian.data.gpu_data import DeviceBatches
-from pedestrian.module import build_optimizer
-from pedestrian.train import _trainer_cfg, build, build_trainer, machine
 
 console = Console()
 STAGES = ("lenet", "deeper", "resnet")
@@ -64,16 +65,6 @@ CPU_VARIANTS = {
     "+device_data": ["trainer=cpu", "++trainer.extras.gpu_data=true"],
     "+compile": ["trainer=cpu", "trainer.extras.compile=true"],
 }
-
-
-def compose(*overrides: str) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from pedestrian.__main__ import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 def _sync(device: torch.device) -> None:
@@ -234,8 +225,8 @@ def bench_overhead(profile: str, repeats: int, extra: list[str], data_root: str)
     """Lightning's own cost per optimizer step, in seconds: LeNet on batches of 2 images, where the arithmetic is
     small and the loop's bookkeeping (hooks, closures, callbacks) shows: median step, Lightning minus bare."""
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose("+stage=lenet", f"profile={profile}", "logger=none", f"run_dir={tmp}/o", f"data.root={data_root}",
-                      "trainer=cpu", *extra, "data.batch_size=2", "data.n_train=600")
+        cfg = compose(["+stage=lenet", f"profile={profile}", "logger=none", f"run_dir={tmp}/o",
+                       f"data.root={data_root}", "trainer=cpu", *extra, "data.batch_size=2", "data.n_train=600"])
         steps, _ = measure(cfg, 1, repeats, Path(tmp))
     return _median(steps["lightning"]) - _median(steps["bare"])
 
@@ -248,8 +239,8 @@ def bench_training(stages, variants: dict[str, list[str]], profile: str, epochs:
     with tempfile.TemporaryDirectory() as tmp:
         for stage in stages:
             for name, overrides in variants.items():
-                cfg = compose(f"+stage={stage}", f"profile={profile}", "logger=none", f"run_dir={tmp}/{stage}",
-                              f"data.root={data_root}", *overrides, *extra)
+                cfg = compose([f"+stage={stage}", f"profile={profile}", "logger=none", f"run_dir={tmp}/{stage}",
+                               f"data.root={data_root}", *overrides, *extra])
                 bs = int(cfg.data.batch_size)
                 steps, rounds = measure(cfg, epochs, repeats, Path(tmp) / stage / name)
                 # Each path's rate from the median of its per-round medians, and the ratio as the median of the

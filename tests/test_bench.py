@@ -14,9 +14,9 @@ from conftest import compose
 
 from pedestrian.bench import RendererRuns, step_times
 from pedestrian.bench import main as bench
+from pedestrian.core.train import run
 from pedestrian.data.datamodule import EpochSampler
 from pedestrian.data.gpu_data import DeviceBatches, flip_translate
-from pedestrian.train import run
 
 
 def test_bench_reports_both_paths_and_writes_figures(tmp_path, data_root):

@@ -113,7 +113,7 @@ def test_data_subcommand_dispatches_to_the_data_checks(capsys):
                                              ("lr_explodes", "lr-Adam", 10.0)])
 def test_bugs_reach_real_training_runs(bug, column, sign, tmp_path, data_root):
     """`python -m pedestrian +stage=lenet +bug=NAME` trains with the bug: the logged figures show it."""
-    from pedestrian.train import run
+    from pedestrian.core.train import run
 
     cfg = compose("+stage=lenet", "profile=tiny", f"data.root={data_root}", f"run_dir={tmp_path}", "logger=csv",
                   "trainer.max_epochs=1", "trainer.extras.threads=1", f"+bug={bug}")

@@ -31,7 +31,6 @@ import multiprocessing as mp
 import os
 import re
 import time
-import uuid
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pedestrian.base.files import atomic_write
 from pedestrian.data import scenes
 
 CHUNK_SIZE = 2048          # indices per chunk file (part of the key: chunk boundaries must never move)
@@ -89,10 +89,10 @@ def load_or_render(root: str | Path, seed: int, split: str, n: int, size: int, p
     d.mkdir(parents=True, exist_ok=True)
     meta = d.parent / "meta.json"
     if not meta.exists():
-        _atomic_write(meta, lambda fh: fh.write(json.dumps(
+        atomic_write(meta, json.dumps(
             dict(generator_version=scenes.GENERATOR_VERSION, scenes_sha256=_source_hash(), seed=seed,
                  size=size, p_night=p_night, p_pedestrian=p_pedestrian, chunk_size=chunk_size, difficulty=knobs),
-            indent=2).encode()))
+            indent=2), fsync=True)
     _remove_stale_tmp(d)
 
     images = np.empty((n, size, size, 3), np.uint8)
@@ -149,21 +149,6 @@ def _read_chunk(path: Path, size: int, images: np.ndarray, attrs: dict, start: i
     return have
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write via a temp file in the same folder + os.replace: readers see the old file or the new one,
-    never half of one."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _remove_stale_tmp(d: Path) -> None:
     now = time.time()
     for tmp in d.glob("*.tmp"):
@@ -186,7 +171,7 @@ def _render_chunk(job: tuple) -> int:
         else:
             images = np.concatenate([old[0][:have], images])
             attrs = {k: np.concatenate([old[1][k][:have], v]) for k, v in attrs.items()}
-    _atomic_write(path, lambda fh: np.savez(fh, images=images, **attrs))
+    atomic_write(path, lambda fh: np.savez(fh, images=images, **attrs), fsync=True)
     return need - have
 
 

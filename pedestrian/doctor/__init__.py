@@ -35,14 +35,14 @@ def diagnose(cfg: DictConfig, console: Console | None = None) -> list[CheckResul
     import lightning as L
     import torch
 
-    from pedestrian.config import validate
+    from pedestrian.core.config import validate
+    from pedestrian.core.train import _trainer_cfg, build
     from pedestrian.doctor.common import CheckResult, Context, quiet_lightning
-    from pedestrian.train import _trainer_cfg, build
 
     validate(cfg)
     unknown = [c for c in cfg.doctor.checks if c not in CHECKS]
     if unknown:
-        from pedestrian.config import ConfigError
+        from pedestrian.base.errors import ConfigError
 
         raise ConfigError(f"doctor.checks={list(cfg.doctor.checks)}: {unknown} not among {list(CHECKS)}")
     quiet_lightning()

@@ -172,7 +172,7 @@ def digits_cfg(cfg: DictConfig) -> DictConfig:
 
 def held_out_score(module, dm, split: str = "train_val") -> dict:
     """Accuracy and the evidence that the model learned anything (AUC z for two classes, else association z)."""
-    from pedestrian.train import predict
+    from pedestrian.core.train import predict
 
     y = dm.eval_dataset(split).labels
     if dm.num_classes == 2:
@@ -184,7 +184,7 @@ def held_out_score(module, dm, split: str = "train_val") -> dict:
 
 
 def check(ctx) -> CheckResult:
-    from pedestrian.train import build
+    from pedestrian.core.train import build
 
     t0 = time.time()
     s = ctx.settings.known

@@ -51,7 +51,7 @@ def _probs(module, dm, x: torch.Tensor, chunk: int) -> np.ndarray:
 
 
 def check(ctx) -> CheckResult:
-    from pedestrian.train import predict
+    from pedestrian.core.train import predict
 
     t0 = time.time()
     module, dm, split = ctx.fresh_module(), ctx.dm, str(ctx.settings.modes.split)

@@ -3,7 +3,6 @@ doctor, offline unless a key is set) with the same table and images."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from pedestrian.base.files import write_json
 from pedestrian.doctor.common import CheckResult
 
 STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red", "skip": "dim"}
@@ -92,7 +92,7 @@ def render(results: list[CheckResult], cfg: DictConfig, console: Console, out_di
 
 
 def payload(results: list[CheckResult], cfg: DictConfig, seconds: float) -> dict:
-    from pedestrian.train import machine
+    from pedestrian.core.train import machine
 
     return {"stage": str(cfg.stage.name), "bug": bug_verdict(cfg, results), "exit_code": exit_code(results),
             "checks": [r.to_dict() for r in results], "wall_time_s": round(seconds, 2), "machine": machine(),
@@ -101,9 +101,7 @@ def payload(results: list[CheckResult], cfg: DictConfig, seconds: float) -> dict
 
 
 def save(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    write_json(path, data, default=str)
 
 
 def log_wandb(results: list[CheckResult], cfg: DictConfig, out_dir: Path, data: dict) -> str | None:
@@ -111,7 +109,7 @@ def log_wandb(results: list[CheckResult], cfg: DictConfig, out_dir: Path, data: 
     wcfg = OmegaConf.select(cfg, "logger.wandb")
     if not wcfg:
         return None
-    from pedestrian.loggers import wandb_mode
+    from pedestrian.core.loggers import wandb_mode
 
     mode = wandb_mode(str(wcfg.mode))
     if mode == "disabled":
