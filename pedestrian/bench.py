@@ -18,7 +18,7 @@
    the training set resident on the GPU (pedestrian/data/gpu_data.py), torch.compile.
 
     python -m pedestrian.bench                        # CPU: profile cpu; GPU: profile full and the variants
-    python -m pedestrian.bench --out experiments      # also experiments/bench-<machine>-<date>.json and .md
+    python -m pedestrian.bench --out experiments/bench   # also experiments/bench/bench-<machine>-<date>.json, .md
     python -m pedestrian.bench --stages lenet --epochs 1 --repeats 1 --profile tiny   # a smoke run
 """
 
@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,7 @@ from pedestrian.core.module import build_optimizer
 from pedestrian.core.train import _trainer_cfg, build, build_trainer, machine
 from pedestrian.data import gpu_data
 from pedestrian.data.gpu_data import DeviceBatches
+from pedestrian.data.scenes import render_many
 
 console = Console()
 STAGES = ("lenet", "deeper", "resnet")
@@ -73,15 +75,27 @@ def _sync(device: torch.device) -> None:
 
 
 # -- 1. the renderer --------------------------------------------------------------------------------------
+def renderer_throughput(size: int, n: int = 2000, p_night: float = 0.5) -> float:
+    """Images per CPU-second of render_many on one core. CPU time of this process, with OpenCV held to one
+    thread, so other jobs on a shared machine barely move it."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        render_many(0, "benchmark", 0, 50, size, p_night)  # warm up: sprites and window patterns get cached
+        t = time.process_time()
+        render_many(0, "benchmark", 0, n, size, p_night)
+        return n / max(time.process_time() - t, 1e-9)
+    finally:
+        cv2.setNumThreads(threads)
+
+
 class RendererRuns:
-    """Images/s of scenes.renderer_throughput in this process, pinned to one thread (so: per core): `repeats`
-    runs of `n` images per size, taken one at a time by sample() and spread over the whole bench (before the
-    training measurements and between them; finish() takes what is left). The headline is the best run, as
-    timeit takes the fastest (interference only ever slows a run down); the report lists every run and their
-    median. Spread, because on the 2-core VM the renderer's speed switches between two levels that each last
-    for seconds: five runs back to back sample one moment
-    (experiments/bench-x86-64-CPU--2-cores--no-GPU-20261126-0648.md: 32 px at 2,402-2,502 images/s, then 64 px
-    at 1,435-1,663 seconds later; 2,175 and 2,291 at 64 px in the runs of 06:57 and 07:04)."""
+    """Images/s of renderer_throughput in this process, pinned to one thread (so: per core): `repeats` runs of
+    `n` images per size, taken one at a time by sample() and spread over the whole bench (before the training
+    measurements and between them; finish() takes what is left). The headline is the best run, as timeit takes
+    the fastest (interference only ever slows a run down); the report lists every run and their median. Spread,
+    because on a VM the renderer's speed can switch between levels that each last for seconds: runs back to back
+    sample one moment."""
 
     def __init__(self, sizes: tuple[int, ...], n: int, repeats: int) -> None:
         self.sizes, self.n, self.repeats = sizes, n, repeats
@@ -89,11 +103,9 @@ class RendererRuns:
 
     def sample(self) -> None:
         """One run per size, if fewer than `repeats` were taken (renderer_throughput holds OpenCV to one thread)."""
-        from pedestrian.data import scenes
-
         if self.n and len(self.runs[self.sizes[0]]) < self.repeats:
             for size in self.sizes:
-                self.runs[size].append(scenes.renderer_throughput(size, self.n))
+                self.runs[size].append(renderer_throughput(size, self.n))
 
     def finish(self) -> dict[int, list[float]]:
         for _ in range(self.repeats):
@@ -327,7 +339,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="torch CPU threads; default 1 on the CPU (per-core figures, stable on a shared machine), "
                         "0 = torch's default")
     p.add_argument("--data-root", default="data")
-    p.add_argument("--out", default=None, help="folder for bench-<machine>-<date>.json and .md (e.g. experiments)")
+    p.add_argument("--out", default=None,
+                   help="folder for bench-<machine>-<date>.json and .md (e.g. experiments/bench)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. data.n_train=2000")
     a = p.parse_args(argv)
     if a.threads:

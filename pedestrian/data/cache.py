@@ -6,11 +6,11 @@ Layout (one folder per generator + config, one file per fixed block of indices):
     root/scenes/<key>/<split>/chunk_00000.npz    indices     0..2047 of <split>
     root/scenes/<key>/<split>/chunk_00001.npz    indices  2048..4095, ...
 
-<key> hashes GENERATOR_VERSION, the bytes of scenes.py, size, p_night, p_pedestrian, the difficulty knobs, seed
-and the chunk size,
-so a changed generator or config never reuses a stale cache. Index i of a split is the same image whatever n
-is asked for: the lecture's 10k training subset is the first 10k of the 250k set, and asking for 10k after
-250k (or 250k after 10k) reuses what is there. A last, partial chunk is extended when more is asked for.
+<key> hashes GENERATOR_VERSION, the bytes of the renderer's source (every module of data/scenes/), size, p_night,
+p_pedestrian, the difficulty knobs, seed and the chunk size, so a changed generator or config never reuses a stale
+cache. Index i of a split is the same image whatever n is asked for: the lecture's 10k training subset is the
+first 10k of the 250k set, and asking for 10k after 250k (or 250k after 10k) reuses what is there. A last,
+partial chunk is extended when more is asked for.
 
 Robustness:
   * every chunk is written to a temp file in its own folder, then os.replace()d: an interrupted run never
@@ -65,7 +65,11 @@ def cache_key(seed: int, size: int, p_night: float, p_pedestrian: float = 0.5,
 
 
 def _source_hash() -> str:
-    return hashlib.sha256(Path(scenes.__file__).read_bytes()).hexdigest()
+    """Every module of the renderer, in name order: any change to the drawing code changes the key."""
+    h = hashlib.sha256()
+    for path in sorted(Path(scenes.__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def split_dir(root: str | Path, seed: int, split: str, size: int, p_night: float, p_pedestrian: float = 0.5,
