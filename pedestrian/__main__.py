@@ -16,13 +16,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from pedestrian.base.conf import CONF_DIR
+from pedestrian.base.errors import ConfigError
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    from pedestrian.config import ConfigError
-    from pedestrian.train import run
+    from pedestrian.core.train import run  # here: --help and a bad override need no Lightning import
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN

@@ -18,7 +18,7 @@
    the training set resident on the GPU (pedestrian/data/gpu_data.py), torch.compile.
 
     python -m pedestrian.bench                        # CPU: profile cpu; GPU: profile full and the variants
-    python -m pedestrian.bench --out experiments      # also experiments/bench-<machine>-<date>.json and .md
+    python -m pedestrian.bench --out experiments/bench   # also experiments/bench/bench-<machine>-<date>.json, .md
     python -m pedestrian.bench --stages lenet --epochs 1 --repeats 1 --profile tiny   # a smoke run
 """
 
@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -42,10 +43,12 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from pedestrian.base.conf import compose
+from pedestrian.core.module import build_optimizer
+from pedestrian.core.train import _trainer_cfg, build, build_trainer, machine
 from pedestrian.data import gpu_data
 from pedestrian.data.gpu_data import DeviceBatches
-from pedestrian.module import build_optimizer
-from pedestrian.train import _trainer_cfg, build, build_trainer, machine
+from pedestrian.data.scenes import render_many
 
 console = Console()
 STAGES = ("lenet", "deeper", "resnet")
@@ -66,31 +69,33 @@ CPU_VARIANTS = {
 }
 
 
-def compose(*overrides: str) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from pedestrian.__main__ import CONF_DIR
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 # -- 1. the renderer --------------------------------------------------------------------------------------
+def renderer_throughput(size: int, n: int = 2000, p_night: float = 0.5) -> float:
+    """Images per CPU-second of render_many on one core. CPU time of this process, with OpenCV held to one
+    thread, so other jobs on a shared machine barely move it."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        render_many(0, "benchmark", 0, 50, size, p_night)  # warm up: sprites and window patterns get cached
+        t = time.process_time()
+        render_many(0, "benchmark", 0, n, size, p_night)
+        return n / max(time.process_time() - t, 1e-9)
+    finally:
+        cv2.setNumThreads(threads)
+
+
 class RendererRuns:
-    """Images/s of scenes.renderer_throughput in this process, pinned to one thread (so: per core): `repeats`
-    runs of `n` images per size, taken one at a time by sample() and spread over the whole bench (before the
-    training measurements and between them; finish() takes what is left). The headline is the best run, as
-    timeit takes the fastest (interference only ever slows a run down); the report lists every run and their
-    median. Spread, because on the 2-core VM the renderer's speed switches between two levels that each last
-    for seconds: five runs back to back sample one moment
-    (experiments/bench-x86-64-CPU--2-cores--no-GPU-20261126-0648.md: 32 px at 2,402-2,502 images/s, then 64 px
-    at 1,435-1,663 seconds later; 2,175 and 2,291 at 64 px in the runs of 06:57 and 07:04)."""
+    """Images/s of renderer_throughput in this process, pinned to one thread (so: per core): `repeats` runs of
+    `n` images per size, taken one at a time by sample() and spread over the whole bench (before the training
+    measurements and between them; finish() takes what is left). The headline is the best run, as timeit takes
+    the fastest (interference only ever slows a run down); the report lists every run and their median. Spread,
+    because on a VM the renderer's speed can switch between levels that each last for seconds: runs back to back
+    sample one moment."""
 
     def __init__(self, sizes: tuple[int, ...], n: int, repeats: int) -> None:
         self.sizes, self.n, self.repeats = sizes, n, repeats
@@ -98,11 +103,9 @@ class RendererRuns:
 
     def sample(self) -> None:
         """One run per size, if fewer than `repeats` were taken (renderer_throughput holds OpenCV to one thread)."""
-        from pedestrian.data import scenes
-
         if self.n and len(self.runs[self.sizes[0]]) < self.repeats:
             for size in self.sizes:
-                self.runs[size].append(scenes.renderer_throughput(size, self.n))
+                self.runs[size].append(renderer_throughput(size, self.n))
 
     def finish(self) -> dict[int, list[float]]:
         for _ in range(self.repeats):
@@ -234,8 +237,8 @@ def bench_overhead(profile: str, repeats: int, extra: list[str], data_root: str)
     """Lightning's own cost per optimizer step, in seconds: LeNet on batches of 2 images, where the arithmetic is
     small and the loop's bookkeeping (hooks, closures, callbacks) shows: median step, Lightning minus bare."""
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose("+stage=lenet", f"profile={profile}", "logger=none", f"run_dir={tmp}/o", f"data.root={data_root}",
-                      "trainer=cpu", *extra, "data.batch_size=2", "data.n_train=600")
+        cfg = compose(["+stage=lenet", f"profile={profile}", "logger=none", f"run_dir={tmp}/o",
+                       f"data.root={data_root}", "trainer=cpu", *extra, "data.batch_size=2", "data.n_train=600"])
         steps, _ = measure(cfg, 1, repeats, Path(tmp))
     return _median(steps["lightning"]) - _median(steps["bare"])
 
@@ -248,8 +251,8 @@ def bench_training(stages, variants: dict[str, list[str]], profile: str, epochs:
     with tempfile.TemporaryDirectory() as tmp:
         for stage in stages:
             for name, overrides in variants.items():
-                cfg = compose(f"+stage={stage}", f"profile={profile}", "logger=none", f"run_dir={tmp}/{stage}",
-                              f"data.root={data_root}", *overrides, *extra)
+                cfg = compose([f"+stage={stage}", f"profile={profile}", "logger=none", f"run_dir={tmp}/{stage}",
+                               f"data.root={data_root}", *overrides, *extra])
                 bs = int(cfg.data.batch_size)
                 steps, rounds = measure(cfg, epochs, repeats, Path(tmp) / stage / name)
                 # Each path's rate from the median of its per-round medians, and the ratio as the median of the
@@ -336,7 +339,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="torch CPU threads; default 1 on the CPU (per-core figures, stable on a shared machine), "
                         "0 = torch's default")
     p.add_argument("--data-root", default="data")
-    p.add_argument("--out", default=None, help="folder for bench-<machine>-<date>.json and .md (e.g. experiments)")
+    p.add_argument("--out", default=None,
+                   help="folder for bench-<machine>-<date>.json and .md (e.g. experiments/bench)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. data.n_train=2000")
     a = p.parse_args(argv)
     if a.threads:

@@ -16,7 +16,7 @@ for the irreducible error, and "add more data" read off a learning curve).
 
 Writes DIR/calibration.json and DIR/CALIBRATION.md (default experiments/<profile>/calibration), with the
 command, the machine and the difficulty knobs (conf/data/scenes.yaml) behind every number. Every run is a
-real stage run (pedestrian.train.run) under DIR/runs/, so each can be inspected or rerun alone.
+real stage run (pedestrian.core.train.run) under DIR/runs/, so each can be inspected or rerun alone.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from pedestrian.ladder import compose
+from pedestrian.base.conf import compose_stage
 
 SLICES = {  # name -> rule on the predictions' attribute columns (positives and negatives as named)
     "day": lambda a: a["night"] == 0,
@@ -62,18 +62,18 @@ def slice_errors(npz: Path, split: str) -> dict[str, dict]:
 def run_stage(stage: str, overrides: list[str], run_dir: Path) -> dict:
     """One real stage run (the ladder's composition); an earlier invocation's finished run is reused (its
     results say so: "reused": true)."""
-    from pedestrian.train import run
+    from pedestrian.core.train import run
 
     done = run_dir / "results.json"
     if done.exists():
         return {**json.loads(done.read_text()), "reused": True}
-    cfg, _ = compose(stage, [*overrides, f"run_dir='{run_dir}'", "print_config=false"])
+    cfg, _ = compose_stage(stage, [*overrides, f"run_dir='{run_dir}'", "print_config=false"])
     return {**run(cfg), "reused": False}
 
 
 def calibrate(overrides: list[str], out: Path, sizes: list[int] | None, ref_train: int | None,
               ref_epochs: int | None, ref_width: int | None, curves: bool = True) -> dict:
-    cfg, choices = compose("resnet_lr", overrides)
+    cfg, choices = compose_stage("resnet_lr", overrides)
     profile = cfg.profile
     ref_train = ref_train or 2 * int(profile.n_train_large)
     ref_epochs = ref_epochs or int(profile.max_epochs)
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ref-width", type=int, default=None, help="reference ResNet's width (resnet_width)")
     p.add_argument("--skip-curves", action="store_true", help="the reference model only")
     args = p.parse_intermixed_args(argv)
-    _, choices = compose("resnet_lr", args.overrides)
+    _, choices = compose_stage("resnet_lr", args.overrides)
     out = Path(args.out or Path("experiments") / str(choices.get("profile")) / "calibration")
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
     r = calibrate(args.overrides, out, sizes, args.ref_train, args.ref_epochs, args.ref_width, not args.skip_curves)

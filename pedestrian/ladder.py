@@ -3,7 +3,7 @@
     python -m pedestrian.ladder profile=cpu [HYDRA_OVERRIDES...] [--stages a,b] [--root DIR] [--force]
 
 Each stage is composed from conf/ exactly as `python -m pedestrian +stage=NAME` would compose it (plus the
-overrides given here, applied to every stage) and run by `pedestrian.train.run`, as its own W&B run in one
+overrides given here, applied to every stage) and run by `pedestrian.core.train.run`, as its own W&B run in one
 group (the ladder id). All stages of a ladder live under one root, `outputs/ladder/<profile>/<stage>/`.
 
 - Hand-over: a stage that builds on an earlier stage's *weights* says so in its config, `stage.needs_init_from`
@@ -32,11 +32,13 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from pedestrian.base.conf import compose_stage
+from pedestrian.base.files import write_json
+
 # The lecture's order: start simple, underfitting (3 steps), overfitting (3 steps), tune, distribution shift.
 STAGES = ("lenet", "deeper", "resnet", "resnet_lr", "more_data", "weight_decay", "augment", "tuned",
           "night_synth", "night_finetune")
@@ -51,20 +53,6 @@ console = Console()
 
 class LadderError(RuntimeError):
     """A ladder that cannot go on (a missing predecessor, a bad override); the message says what to run."""
-
-
-def compose(stage: str, overrides: list[str]) -> tuple[DictConfig, dict]:
-    """The real Hydra composition of one stage; returns the config (without the hydra node) and group choices."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=[f"+stage={stage}", *overrides],
-                            return_hydra_config=True)
-    choices = dict(cfg.hydra.runtime.choices)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg, choices
 
 
 def data_fingerprint(cfg: DictConfig) -> str | None:
@@ -103,12 +91,6 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def stage_state(run_dir: Path, key: str) -> str:
     """'complete' | 'partial' (same key, interrupted or failed) | 'stale' (another key) | 'new'."""
     marker = read_json(run_dir / MARKER)
@@ -123,7 +105,7 @@ def stage_state(run_dir: Path, key: str) -> str:
 
 def checkpoint_epoch(path: Path) -> int | None:
     """The epoch a Lightning checkpoint was saved at (to say where a resumed stage starts); None if unreadable."""
-    from pedestrian.fault import CheckpointError, load_checkpoint
+    from pedestrian.core.checkpoints import CheckpointError, load_checkpoint
 
     try:
         return int(load_checkpoint(path)["epoch"])
@@ -164,7 +146,7 @@ def run_ladder(overrides: list[str], root: str | Path | None = None, stages: lis
     unknown = [s for s in selected if s not in STAGES]
     if unknown:
         raise LadderError(f"--stages: unknown {unknown}; the ladder is {', '.join(STAGES)}")
-    _, choices = compose(STAGES[0], overrides)
+    _, choices = compose_stage(STAGES[0], overrides)
     profile = str(choices.get("profile"))
     default_root = Path("outputs") / "ladder" / profile
     root = Path(root) if root else default_root
@@ -181,7 +163,7 @@ def run_ladder(overrides: list[str], root: str | Path | None = None, stages: lis
         extra = [f"run_dir='{run_dir}'"]
         if not any(o.startswith("group=") for o in overrides):
             extra.append(f"group={ladder_id}")
-        cfg, _ = compose(name, [*overrides, *extra])
+        cfg, _ = compose_stage(name, [*overrides, *extra])
         parent = cfg.stage.get("needs_init_from")  # the stage whose best weights this one starts from, if any
         if parent is not None and parent not in keys:
             raise LadderError(f"conf/stage/{name}.yaml: stage.needs_init_from={parent!r} is not a stage before it "
@@ -214,7 +196,7 @@ def run_ladder(overrides: list[str], root: str | Path | None = None, stages: lis
                           f"(key {old.get('key')} -> {key}); the old run moved to {dest}")
             state = "new"
 
-        from pedestrian.train import run  # here, not at the top: skipping or refusing needs no Lightning import
+        from pedestrian.core.train import run  # here, not at the top: skipping or refusing needs no Lightning import
 
         if state == "partial":
             cfg.resume = True  # continue from run_dir/checkpoints/last.ckpt
@@ -266,7 +248,7 @@ def _run_stage(cfg: DictConfig, name: str, key: str, run_dir: Path, state: str, 
 def _record_invocation(root: Path, ladder_id: str, profile: str, command: str, actions: dict, wall: float,
                        cpu: float, load_start: tuple) -> None:
     """root/ladder.json: the ladder id and every invocation (command, wall time, load) for the report."""
-    train = sys.modules.get("pedestrian.train")  # imported only when a stage ran
+    train = sys.modules.get("pedestrian.core.train")  # imported only when a stage ran
     machine = train.machine() if train else None
     info = read_json(root / "ladder.json") or {"id": ladder_id, "profile": profile, "invocations": []}
     info["invocations"].append({

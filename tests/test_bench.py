@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import compose
 
-from pedestrian.bench import RendererRuns, step_times
+from pedestrian.bench import RendererRuns, renderer_throughput, step_times
 from pedestrian.bench import main as bench
+from pedestrian.core.train import run
 from pedestrian.data.datamodule import EpochSampler
 from pedestrian.data.gpu_data import DeviceBatches, flip_translate
-from pedestrian.train import run
 
 
 def test_bench_reports_both_paths_and_writes_figures(tmp_path, data_root):
@@ -111,3 +111,7 @@ def test_renderer_runs_are_taken_one_at_a_time_up_to_repeats():
     assert [len(v) for v in r.runs.values()] == [3, 3] and all(x > 0 for v in r.runs.values() for x in v)
     assert [len(v) for v in RendererRuns((64,), 4, 2).finish().values()] == [2]
     assert RendererRuns((64,), 0, 2).finish() == {}  # --render-n 0: no renderer figures
+
+
+def test_renderer_throughput_reports_rate():
+    assert renderer_throughput(16, n=20) > 0

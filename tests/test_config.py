@@ -6,7 +6,8 @@ import pytest
 from conftest import CONF, cli, compose
 from omegaconf import OmegaConf
 
-from pedestrian.config import ConfigError, validate
+from pedestrian.base.errors import ConfigError
+from pedestrian.core.config import validate
 
 STAGES = ["lenet", "deeper", "resnet", "resnet_lr", "more_data", "weight_decay", "augment", "tuned",
           "night_synth", "night_finetune"]

@@ -11,7 +11,7 @@ import numpy as np
 import wandb_offline
 from conftest import cli
 
-from pedestrian import fault
+from pedestrian.core.checkpoints import verify_checkpoint
 
 
 def test_two_process_error_rates_equal_one_process(tmp_path, data_root):
@@ -36,5 +36,5 @@ def test_two_process_error_rates_equal_one_process(tmp_path, data_root):
 
     # One writer: one results file, one checkpoint set, one W&B run.
     assert len(list(tmp_path.rglob("results.json"))) == 1
-    fault.verify_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    verify_checkpoint(run_dir / "checkpoints" / "best.ckpt")
     assert len(wandb_offline.run_files(run_dir)) == 1

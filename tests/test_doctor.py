@@ -16,7 +16,8 @@ import pytest
 import wandb_offline
 from conftest import cli, compose
 
-from pedestrian.doctor import CHECKS, bugs, diagnose_stage
+from pedestrian.core import bugs
+from pedestrian.doctor import CHECKS, diagnose_stage
 
 DIGITS = {"_target_": "pedestrian.doctor.known_results.DigitsDataModule", "image_size": 32, "batch_size": 32,
           "binary": True, "normalize": "once", "seed": 0}
@@ -113,7 +114,7 @@ def test_data_subcommand_dispatches_to_the_data_checks(capsys):
                                              ("lr_explodes", "lr-Adam", 10.0)])
 def test_bugs_reach_real_training_runs(bug, column, sign, tmp_path, data_root):
     """`python -m pedestrian +stage=lenet +bug=NAME` trains with the bug: the logged figures show it."""
-    from pedestrian.train import run
+    from pedestrian.core.train import run
 
     cfg = compose("+stage=lenet", "profile=tiny", f"data.root={data_root}", f"run_dir={tmp_path}", "logger=csv",
                   "trainer.max_epochs=1", "trainer.extras.threads=1", f"+bug={bug}")

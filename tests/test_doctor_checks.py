@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pedestrian.core import bugs
+from pedestrian.core.module import Classifier
 from pedestrian.data.datamodule import ArrayDataModule
-from pedestrian.doctor import bugs
 from pedestrian.doctor.grad_dependency import loss_leak, model_leak
 from pedestrian.doctor.inputs import channel_stats, verdict
 from pedestrian.doctor.run_trace import explain, gradient_report, trace
 from pedestrian.models import LeNet, ResNet
-from pedestrian.module import Classifier
 
 OPTIM = {"name": "adam", "lr": 3e-4, "betas": [0.9, 0.999], "weight_decay": 0.0}
 

@@ -20,8 +20,10 @@ import torch
 import wandb_offline
 from conftest import ROOT, cli, compose
 
-from pedestrian import fault
-from pedestrian.train import run
+from pedestrian.core.checkpoints import CheckpointError, load_checkpoint, verify_checkpoint
+from pedestrian.core.nan_guard import NonFiniteLossError
+from pedestrian.core.signals import Interrupted
+from pedestrian.core.train import run
 
 # 32 optimizer steps per epoch (256 tiny images, batch 8): a signal sent as soon as the first epoch's checkpoint
 # appears lands in the second epoch. One thread everywhere, so every run sums in the same order.
@@ -88,7 +90,7 @@ def test_sigterm_saves_exits_cleanly_and_resumes_identically(tmp_path, data_root
     out, err = _after_first_checkpoint(proc, "run/checkpoints/last.ckpt", tmp_path, signal.SIGTERM)
     assert proc.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-3000:]
     assert "stopped" in err and "resume=true" in err and "Traceback" not in err, err[-3000:]
-    fault.verify_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    verify_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert not (run_dir / "results.json").exists() and not (run_dir / "failed.json").exists()
     [first] = wandb_offline.run_files(run_dir)
     assert any(r.WhichOneof("record_type") == "preempting" for r in wandb_offline.records(first))
@@ -130,7 +132,7 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path, data_root):
     _, err = _after_first_checkpoint(proc, "run/checkpoints/last.ckpt", tmp_path, signal.SIGINT)
     assert proc.returncode == 128 + signal.SIGINT, err[-3000:]
     assert "SIGINT" in err and "stopped" in err
-    fault.verify_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    verify_checkpoint(run_dir / "checkpoints" / "last.ckpt")
 
 
 class SigtermAt(L.Callback):
@@ -156,7 +158,7 @@ def test_stop_mid_epoch_or_mid_validation_resumes_identically(tmp_path, data_roo
     of the same permutation, augmentation and RNG state restored) or during epoch 1's validation (the run stops
     before epoch 2 and the epoch-end checkpoint is the resume point)."""
     args = (f"data.root={data_root}", f"run_dir={tmp_path}")
-    with pytest.raises(fault.Interrupted) as stop:
+    with pytest.raises(Interrupted) as stop:
         _run_in_process(*args, callbacks=[SigtermAt(1, 5 if during == "train" else 0, during)])
     assert stop.value.code == 143
     _run_in_process(*args, "resume=true")
@@ -168,15 +170,15 @@ def test_truncated_checkpoint_is_reported_not_loaded(tmp_path, data_root):
     last = tmp_path / "checkpoints" / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) * 2 // 3])  # a copy cut short, a full disk
-    with pytest.raises(fault.CheckpointError, match="truncated or corrupt.*not loaded"):
+    with pytest.raises(CheckpointError, match="truncated or corrupt.*not loaded"):
         _run_in_process(f"data.root={data_root}", f"run_dir={tmp_path}", "resume=true")
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0xFF  # one damaged byte inside a tensor: its CRC no longer matches
     last.write_bytes(bytes(flipped))
-    with pytest.raises(fault.CheckpointError, match="(CRC|corrupt)"):
-        fault.load_checkpoint(last)
+    with pytest.raises(CheckpointError, match="(CRC|corrupt)"):
+        load_checkpoint(last)
     last.write_bytes(data)
-    assert "state_dict" in fault.load_checkpoint(last)  # the intact file loads (weights only)
+    assert "state_dict" in load_checkpoint(last)  # the intact file loads (weights only)
 
 
 def test_nan_guard_stops_an_exploding_learning_rate(tmp_path, data_root):
@@ -189,7 +191,7 @@ def test_nan_guard_stops_an_exploding_learning_rate(tmp_path, data_root):
     digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in ckpts.glob("*.ckpt")}
     assert set(digest) == {"best.ckpt", "last.ckpt"}
 
-    with pytest.raises(fault.NonFiniteLossError) as guard:
+    with pytest.raises(NonFiniteLossError) as guard:
         _run_in_process(*args, f"stage.init_from={ckpts / 'best.ckpt'}", "+bug=lr_explodes", "bug.lr=1e8")
     msg = str(guard.value)
     assert "at step" in msg and "last finite loss" in msg and "learning rate 1e+08" in msg

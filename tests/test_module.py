@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from conftest import compose
 
-from pedestrian.train import StepLossBar, build
+from pedestrian.core.train import build
+from pedestrian.core.trainer import StepLossBar
 
 
 def test_running_train_error_and_loss_equal_a_direct_count(tmp_path, data_root):
@@ -71,7 +72,7 @@ def _fit(cfg, tmp_path, epochs: int = 1):
 def test_the_training_step_is_a_plain_pytorch_step(tmp_path, data_root):
     """Our optimizer step (zero_grad, backward, step, written out in training_step) gives the weights a plain
     loop gives from the same seed, batches and optimizer."""
-    from pedestrian.module import build_optimizer
+    from pedestrian.core.module import build_optimizer
 
     cfg = compose("+stage=lenet", "profile=tiny", "logger=none", f"data.root={data_root}", f"run_dir={tmp_path}")
     L.seed_everything(0)

@@ -14,7 +14,7 @@ import wandb_offline
 from conftest import cli, compose
 from test_config import STAGES
 
-from pedestrian.train import run
+from pedestrian.core.train import run
 
 
 def test_every_stage_runs_fast_dev_run(tmp_path, data_root):

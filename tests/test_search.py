@@ -23,7 +23,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from optuna.trial import TrialState
 
-from pedestrian.config import ConfigError
+from pedestrian.base.errors import ConfigError
 from pedestrian.search import report
 from pedestrian.search import space as space_lib
 from pedestrian.search.__main__ import search

@@ -6,11 +6,11 @@ Layout (one folder per generator + config, one file per fixed block of indices):
     root/scenes/<key>/<split>/chunk_00000.npz    indices     0..2047 of <split>
     root/scenes/<key>/<split>/chunk_00001.npz    indices  2048..4095, ...
 
-<key> hashes GENERATOR_VERSION, the bytes of scenes.py, size, p_night, p_pedestrian, the difficulty knobs, seed
-and the chunk size,
-so a changed generator or config never reuses a stale cache. Index i of a split is the same image whatever n
-is asked for: the lecture's 10k training subset is the first 10k of the 250k set, and asking for 10k after
-250k (or 250k after 10k) reuses what is there. A last, partial chunk is extended when more is asked for.
+<key> hashes GENERATOR_VERSION, the bytes of the renderer's source (every module of data/scenes/), size, p_night,
+p_pedestrian, the difficulty knobs, seed and the chunk size, so a changed generator or config never reuses a stale
+cache. Index i of a split is the same image whatever n is asked for: the lecture's 10k training subset is the
+first 10k of the 250k set, and asking for 10k after 250k (or 250k after 10k) reuses what is there. A last,
+partial chunk is extended when more is asked for.
 
 Robustness:
   * every chunk is written to a temp file in its own folder, then os.replace()d: an interrupted run never
@@ -31,7 +31,6 @@ import multiprocessing as mp
 import os
 import re
 import time
-import uuid
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pedestrian.base.files import atomic_write
 from pedestrian.data import scenes
 
 CHUNK_SIZE = 2048          # indices per chunk file (part of the key: chunk boundaries must never move)
@@ -65,7 +65,11 @@ def cache_key(seed: int, size: int, p_night: float, p_pedestrian: float = 0.5,
 
 
 def _source_hash() -> str:
-    return hashlib.sha256(Path(scenes.__file__).read_bytes()).hexdigest()
+    """Every module of the renderer, in name order: any change to the drawing code changes the key."""
+    h = hashlib.sha256()
+    for path in sorted(Path(scenes.__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def split_dir(root: str | Path, seed: int, split: str, size: int, p_night: float, p_pedestrian: float = 0.5,
@@ -89,10 +93,10 @@ def load_or_render(root: str | Path, seed: int, split: str, n: int, size: int, p
     d.mkdir(parents=True, exist_ok=True)
     meta = d.parent / "meta.json"
     if not meta.exists():
-        _atomic_write(meta, lambda fh: fh.write(json.dumps(
+        atomic_write(meta, json.dumps(
             dict(generator_version=scenes.GENERATOR_VERSION, scenes_sha256=_source_hash(), seed=seed,
                  size=size, p_night=p_night, p_pedestrian=p_pedestrian, chunk_size=chunk_size, difficulty=knobs),
-            indent=2).encode()))
+            indent=2), fsync=True)
     _remove_stale_tmp(d)
 
     images = np.empty((n, size, size, 3), np.uint8)
@@ -149,21 +153,6 @@ def _read_chunk(path: Path, size: int, images: np.ndarray, attrs: dict, start: i
     return have
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write via a temp file in the same folder + os.replace: readers see the old file or the new one,
-    never half of one."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _remove_stale_tmp(d: Path) -> None:
     now = time.time()
     for tmp in d.glob("*.tmp"):
@@ -186,7 +175,7 @@ def _render_chunk(job: tuple) -> int:
         else:
             images = np.concatenate([old[0][:have], images])
             attrs = {k: np.concatenate([old[1][k][:have], v]) for k, v in attrs.items()}
-    _atomic_write(path, lambda fh: np.savez(fh, images=images, **attrs))
+    atomic_write(path, lambda fh: np.savez(fh, images=images, **attrs), fsync=True)
     return need - have
 
 

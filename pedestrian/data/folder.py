@@ -61,7 +61,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from rich.console import Console
 
-from pedestrian.config import ConfigError
+from pedestrian.base.errors import DataError
+from pedestrian.base.files import write_json
 from pedestrian.data.cache import SceneArrays
 from pedestrian.data.datamodule import ALL_SPLITS, ArrayDataModule
 
@@ -82,11 +83,6 @@ SPLIT_NAMES = {"train": "train", "training": "train", "train_val": "train_val", 
                "val": "train_val", "valid": "train_val", "validation": "train_val", "dev": "train_val",
                "test_val": "test_val", "testval": "test_val", "test": "test", "testing": "test",
                "target_pool": "target_pool", "target": "target_pool"}
-
-
-class DataError(ConfigError):
-    """Input data that cannot be used; the message names the file, folder or manifest line. (A ConfigError, so
-    `python -m pedestrian` prints it and exits 2 instead of a traceback.)"""
 
 
 @dataclass
@@ -667,18 +663,12 @@ class FolderDataModule(ArrayDataModule):
         which row of each split, the split rules that fired, decoding speed)."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "skipped_files.json", {"root": str(self.root), "count": len(self.skipped),
-                                                     "files": self.skipped})
-        _write_json(run_dir / "data.json", {
+        write_json(run_dir / "skipped_files.json", {"root": str(self.root), "count": len(self.skipped),
+                                                    "files": self.skipped}, indent=1)
+        write_json(run_dir / "data.json", {
             "root": str(self.root.resolve()), "manifest": str(self._manifest_path() or ""), "notes": self.notes,
             "load": self.load_stats, "classes": self.class_map.classes, "domains": self.domain_names,
             "modes": self.mode_names, "ignored": self.ignored,
             "counts": {s: dict(Counter(self.class_map.classes[i] for i in a.attrs["label"].tolist()))
                        for s, a in self.splits.items()},
-            "files": self.paths})
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+            "files": self.paths}, indent=1)

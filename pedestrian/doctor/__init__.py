@@ -13,7 +13,7 @@ The checks, in the lecture's order (one module each):
   6. grad_dependency  the loss of sample i gives gradient to input i only
   7. training_step    the step itself: gradients reset, every parameter updated, a learning rate that moves
   8. known_results    beat the majority class, a linear model and any single input value; solve known digits
-The bug zoo (`+bug=NAME`, pedestrian/doctor/bugs.py) injects each bug the lecture names; `python -m
+The bug zoo (`+bug=NAME`, pedestrian/core/bugs.py) injects each bug the lecture names; `python -m
 pedestrian.doctor.matrix` shows which check catches which bug.
 """
 

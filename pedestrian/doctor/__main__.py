@@ -23,18 +23,14 @@ from pathlib import Path
 from omegaconf import DictConfig
 from rich.console import Console
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from pedestrian.base.conf import compose as compose_config
+
 USAGE = __doc__
 
 
 def compose(overrides: list[str]) -> DictConfig:
     """The same composition as `python -m pedestrian`, with the doctor group added and run_dir pointed at it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config",
-                             overrides=["+doctor=default", "run_dir=${doctor.out_dir}", *overrides])
+    return compose_config(["+doctor=default", "run_dir=${doctor.out_dir}", *overrides])
 
 
 def run(cfg: DictConfig, console: Console | None = None) -> tuple[int, dict]:
@@ -155,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from pedestrian.config import ConfigError
+    from pedestrian.base.errors import ConfigError
 
     try:
         cfg = compose(argv)

@@ -25,9 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import SequentialSampler
 
+from pedestrian.base.conf import CONF_DIR
 from pedestrian.doctor.common import CHECKS, DoctorError, Patient, Subject, run_checks, to_device
 
-SETTINGS = Path(__file__).resolve().parents[2] / "conf" / "doctor" / "default.yaml"
+SETTINGS = Path(CONF_DIR) / "doctor" / "default.yaml"
 Step = Callable[[nn.Module, object, torch.optim.Optimizer], Tensor]
 
 

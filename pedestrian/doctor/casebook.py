@@ -347,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     from rich.console import Console
 
+    from pedestrian.core.train import machine
     from pedestrian.doctor.common import quiet_lightning
-    from pedestrian.train import machine
 
     quiet_lightning()
     out = Path(a.out)

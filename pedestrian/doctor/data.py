@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,9 +31,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from pedestrian.base.conf import compose
+from pedestrian.base.files import write_json
 from pedestrian.doctor.common import CheckResult
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 PROPERTIES = ("brightness", "contrast", "colourfulness", "sharpness")
 SETS = ("train", "train_val", "test_val", "test", "target_pool")
 STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red", "skip": "dim"}
@@ -385,13 +384,6 @@ def save_pairs_image(path: Path, images: np.ndarray, pairs: list[dict], n: int =
     cv2.imwrite(str(path), cv2.resize(grid[..., ::-1], None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST))
 
 
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m pedestrian.doctor data", description=__doc__.split("\n\n")[0],
                                  epilog="Other arguments are config overrides, e.g. data=folder data.root=PATH")
@@ -410,12 +402,13 @@ def main(argv: list[str]) -> int:
     from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from pedestrian.config import ConfigError, validate
+    from pedestrian.base.errors import ConfigError
+    from pedestrian.core.config import validate
     from pedestrian.data.folder import DataError
 
     out = args.out or Path("outputs/doctor/data") / time.strftime("%Y-%m-%d_%H-%M-%S")
     try:
-        cfg = _compose([f"run_dir={out}", *overrides])  # (no Hydra run here to set it)
+        cfg = compose([f"run_dir={out}", *overrides])  # (no Hydra run here to set it)
         validate(cfg)
         if "on_bad_file" in cfg.data:
             with open_dict(cfg):
@@ -440,9 +433,7 @@ def main(argv: list[str]) -> int:
     payload = {"exit_code": code, "data": OmegaConf.to_container(cfg.data, resolve=True),
                "seconds": round(time.perf_counter() - t0, 2), "tables": report.tables,
                "checks": [r.to_dict() for r in results]}
-    tmp = out / "data_doctor.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1, default=float))
-    os.replace(tmp, out / "data_doctor.json")
+    write_json(out / "data_doctor.json", payload, indent=1, default=float)
     console.print(f"data doctor: {out / 'data_doctor.json'} (exit {code})")
     return code
 

@@ -131,7 +131,7 @@ class DigitsDataModule(ArrayDataModule):
 # -- training by the real path ----------------------------------------------------------------------------------
 @torch.no_grad()
 def predict_classes(module, dm, split: str) -> np.ndarray:
-    """The predicted class of every image of an evaluation split: pedestrian.train.predict's steps (.eval(),
+    """The predicted class of every image of an evaluation split: pedestrian.core.train.predict's steps (.eval(),
     the datamodule's normalize), argmax instead of P(class 1) so it also serves the 10 digits."""
     module.eval()
     out = [module(dm.normalize(x.to(module.device))).argmax(1).cpu() for x, _, _ in dm.eval_dataloader(split)]
@@ -178,7 +178,7 @@ def digits_cfg(cfg: DictConfig) -> DictConfig:
 
 def held_out_score(module, dm, split: str = "train_val") -> dict:
     """score_of the real evaluation path's outputs (P(class 1) for two classes, else the argmax)."""
-    from pedestrian.train import predict
+    from pedestrian.core.train import predict
 
     y = dm.eval_dataset(split).labels
     if dm.num_classes == 2:
@@ -226,7 +226,7 @@ def score_of(probs: np.ndarray, y: np.ndarray) -> dict:
 def digits(subject) -> tuple[float, int, list]:
     """The stage's own construction (model, optimizer, any +bug) on scikit-learn's digits, trained until it
     reaches the target. Returns (accuracy, epochs, history)."""
-    from pedestrian.train import build
+    from pedestrian.core.train import build
 
     s, cfg = subject.settings.known, subject.cfg
     ddm = DigitsDataModule(image_size=subject.dm.image_size, batch_size=int(s.digits_batch_size), seed=subject.seed,

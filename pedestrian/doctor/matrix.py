@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pedestrian.doctor import bugs
+from pedestrian.core import bugs
 from pedestrian.doctor.__main__ import compose
 from pedestrian.doctor.common import CHECKS
 from pedestrian.doctor.stage import diagnose_stage

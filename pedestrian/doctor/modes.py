@@ -1,5 +1,5 @@
 """Train/eval mode (lecture: "forgetting to set up train mode for the net correctly ... often comes up with batch
-norm"). Runs the real evaluation path (a stage: pedestrian.train.predict; your model: val_loader in eval mode) and
+norm"). Runs the real evaluation path (a stage: pedestrian.core.train.predict; your model: val_loader in eval mode) and
 checks that
 
   * every layer is in eval mode while it predicts (batch norm on running statistics, dropout off);

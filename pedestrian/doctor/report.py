@@ -3,7 +3,6 @@ doctor, offline unless a key is set) with the same table and images."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from pedestrian.base.files import write_json
 from pedestrian.doctor.common import CheckResult
 
 STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red", "skip": "dim"}
@@ -134,7 +134,7 @@ class Report:
                       f"report: {self.out_dir / 'doctor.json'}")
 
     def to_dict(self) -> dict:
-        from pedestrian.train import machine
+        from pedestrian.core.train import machine
 
         return {**{k: v for k, v in self.meta.items() if k != "config"}, "bug": self.bug,
                 "exit_code": self.exit_code, "checks": [r.to_dict() for r in self.results],
@@ -146,9 +146,7 @@ class Report:
         """doctor.json (default: in the report's folder), written atomically."""
         path = Path(path) if path is not None else self.out_dir / "doctor.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
-        os.replace(tmp, path)
+        write_json(path, self.to_dict(), default=str)
         return path
 
 
@@ -157,7 +155,7 @@ def log_wandb(report: Report, cfg: DictConfig) -> str | None:
     wcfg = OmegaConf.select(cfg, "logger.wandb")
     if not wcfg:
         return None
-    from pedestrian.loggers import wandb_mode
+    from pedestrian.core.loggers import wandb_mode
 
     mode = wandb_mode(str(wcfg.mode))
     if mode == "disabled":

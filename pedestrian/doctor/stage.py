@@ -1,6 +1,6 @@
 """The doctor on one of this project's stages: `python -m pedestrian.doctor +stage=NAME`.
 
-The stage is built exactly as a training run builds it (pedestrian.train.build: the datamodule, the
+The stage is built exactly as a training run builds it (pedestrian.core.train.build: the datamodule, the
 LightningModule, any `+bug`), and every training step the checks take is the real one, through Lightning with
 the stage's Trainer settings.
 """
@@ -154,8 +154,8 @@ class StageSubject(Subject):
         return self.dm.normalize(x.to(self.device))
 
     def predict(self, module) -> tuple[np.ndarray, list[str]]:
-        """pedestrian.train.predict, the evaluation every run uses: P(class 1) of each image of the split."""
-        from pedestrian.train import predict
+        """pedestrian.core.train.predict, the evaluation every run uses: P(class 1) of each image of the split."""
+        from pedestrian.core.train import predict
 
         return modes_during(module.model, lambda: predict(module, self.dm, self.split))
 
@@ -211,9 +211,11 @@ class _ScoreEachEpoch(L.Callback):
 
 def subject_of(cfg: DictConfig) -> StageSubject:
     """Build the stage as a run does. Raises ConfigError on a config that cannot work."""
-    from pedestrian.config import ConfigError, validate
+    from pedestrian.base.errors import ConfigError
+    from pedestrian.core.config import validate
+    from pedestrian.core.train import build
+    from pedestrian.core.trainer import _trainer_cfg
     from pedestrian.doctor.common import CHECKS
-    from pedestrian.train import _trainer_cfg, build
 
     validate(cfg)
     unknown = [c for c in cfg.doctor.checks if c not in CHECKS]

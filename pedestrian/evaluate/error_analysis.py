@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+from pedestrian.base.files import atomic_write
 
 SETS = ("train_val", "test_val")
 # slice name -> (attribute column in predictions.npz, value): what the lecture names as error causes
@@ -185,9 +186,7 @@ def write(analysis: dict, run_dir: str | Path) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     paths = run_dir / "error_analysis.json", run_dir / "error_analysis.md"
     for path, text in zip(paths, (json.dumps(analysis, indent=2), to_markdown(analysis))):
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write(path, text)
     return paths
 
 

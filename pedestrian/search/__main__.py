@@ -26,13 +26,13 @@ import hydra
 import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from pedestrian.base.conf import CONF_DIR
+from pedestrian.base.errors import ConfigError
 from pedestrian.search import methods, report
 from pedestrian.search import space as space_lib
 from pedestrian.search import study as study_lib
 from pedestrian.search.objective import OBJECTIVES, AnalyticObjective, TrainObjective, trial_config
-from pedestrian.search.space import config_error
 
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
 SUGAR = {"--workers": "search.workers", "--write-stage": "search.write_stage"}
 SET_BY_PARENT = ("search.workers", "search.report", "search.write_stage")
 
@@ -60,7 +60,7 @@ def make_pruner(node: DictConfig) -> optuna.pruners.BasePruner:
     if node.name == "median":  # stop a trial whose curve is worse than the median of finished trials so far
         return optuna.pruners.MedianPruner(n_startup_trials=int(node.n_startup_trials),
                                            n_warmup_steps=int(node.n_warmup_steps))
-    raise config_error(f"search.pruner.name={node.name!r}: must be one of ('median', 'none')")
+    raise ConfigError(f"search.pruner.name={node.name!r}: must be one of ('median', 'none')")
 
 
 def _command(overrides: list[str]) -> str:
@@ -99,7 +99,7 @@ def search(cfg: DictConfig, overrides: list[str]) -> dict | None:
     space = space_lib.load(scfg.space)
     method = OmegaConf.to_container(scfg.method, resolve=True)
     if scfg.objective not in OBJECTIVES:
-        raise config_error(f"search.objective={scfg.objective!r}: must be one of {OBJECTIVES}")
+        raise ConfigError(f"search.objective={scfg.objective!r}: must be one of {OBJECTIVES}")
     analytic = AnalyticObjective(scfg, space) if scfg.objective == "analytic" else None  # checked before any work
     n_trials = len(methods.grid(space, int(method["points"]))) if method["name"] == "grid" else int(scfg.n_trials)
     tickets = methods.plan(method, space, n_trials, int(scfg.seed))
@@ -108,7 +108,7 @@ def search(cfg: DictConfig, overrides: list[str]) -> dict | None:
         del base["search"]
     if scfg.objective != "analytic":  # a typo in a key or a bad value fails now, not in every trial
         space_lib.check_keys(base, space)
-        from pedestrian.config import validate
+        from pedestrian.core.config import validate
 
         probe = {n: p.from_unit(0.5, p.declared) if p.numeric else p.labels[0] for n, p in space.items()}
         validate(trial_config(base, scfg, space, probe, 0))
@@ -156,21 +156,19 @@ def search(cfg: DictConfig, overrides: list[str]) -> dict | None:
     for warning in summary["edges"]:
         print(f"WARNING: {warning}")
     if scfg.write_stage and summary["best"]:
-        path = report.write_stage(CONF_DIR, str(scfg.write_stage), str(cfg.stage.name),
+        path = report.write_stage(Path(CONF_DIR), str(scfg.write_stage), str(cfg.stage.name),
                                   summary["best"]["overrides"], summary["best"]["provenance"])
         print(f"wrote {path}")
     return summary
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="search", version_base="1.3")
+@hydra.main(config_path=CONF_DIR, config_name="search", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     try:
         search(cfg, list(HydraConfig.get().overrides.task))
     except Exception as e:
-        from pedestrian.config import ConfigError
-
         if not isinstance(e, ConfigError):
             raise
         print(f"config error: {e}", file=sys.stderr)

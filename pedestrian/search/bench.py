@@ -39,9 +39,9 @@ def prepare_data(args: argparse.Namespace) -> None:
     """Render the scene cache before any clock starts (a cold cache would be timed in the first trial)."""
     from hydra.utils import instantiate
 
-    from pedestrian.ladder import compose
+    from pedestrian.base.conf import compose_stage
 
-    cfg, _ = compose("resnet", [f"profile={args.profile}", *args.overrides])
+    cfg, _ = compose_stage("resnet", [f"profile={args.profile}", *args.overrides])
     instantiate(cfg.data).setup()
 
 

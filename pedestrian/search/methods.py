@@ -25,7 +25,8 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from pedestrian.search.space import Param, Range, config_error
+from pedestrian.base.errors import ConfigError
+from pedestrian.search.space import Param, Range
 
 METHODS = ("grid", "random", "coarse_to_fine", "bayes")
 
@@ -51,7 +52,7 @@ def plan(method: Mapping, space: Mapping[str, Param], n_trials: int, seed: int) 
                [Ticket(r, i, None) for r, n in enumerate(sizes) if r > 0 for i in range(n)]
     if name == "bayes":
         return [Ticket(0, i, None) for i in range(n_trials)]
-    raise config_error(f"search.method.name={name!r}: must be one of {METHODS}")
+    raise ConfigError(f"search.method.name={name!r}: must be one of {METHODS}")
 
 
 def declared(space: Mapping[str, Param]) -> dict[str, Range]:
@@ -61,7 +62,7 @@ def declared(space: Mapping[str, Param]) -> dict[str, Range]:
 # -- grid ------------------------------------------------------------------------------------------------
 def grid(space: Mapping[str, Param], points: int) -> list[dict]:
     if points < 1:
-        raise config_error(f"search.method.points={points}: at least 1 value per parameter")
+        raise ConfigError(f"search.method.points={points}: at least 1 value per parameter")
     axes = [p.grid(points) for p in space.values()]
     return [dict(zip(space, combo)) for combo in itertools.product(*axes)]
 
@@ -90,7 +91,7 @@ def sample(space: Mapping[str, Param], ranges: Mapping[str, Range], n: int, seed
 def round_sizes(n_trials: int, rounds: int, first: float) -> list[int]:
     """A wide first round holding `first` of the budget, the rest split evenly over the narrowed rounds."""
     if rounds < 1 or n_trials < rounds:
-        raise config_error(f"search.method.rounds={rounds}: need 1 <= rounds <= n_trials ({n_trials})")
+        raise ConfigError(f"search.method.rounds={rounds}: need 1 <= rounds <= n_trials ({n_trials})")
     if rounds == 1:
         return [n_trials]
     n0 = min(max(1, round(n_trials * first)), n_trials - (rounds - 1))

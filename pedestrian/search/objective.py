@@ -1,4 +1,4 @@
-"""What a trial computes: a short training run of the stage (pedestrian.train.run) with the trial's
+"""What a trial computes: a short training run of the stage (pedestrian.core.train.run) with the trial's
 hyperparameters and a budget, or, for tests, an analytic function of the same parameters.
 
 The objective is an error rate at the end of the trial's budget: `train` error (the lecture tunes the learning
@@ -17,7 +17,8 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pedestrian.search.space import Param, apply, config_error
+from pedestrian.base.errors import ConfigError
+from pedestrian.search.space import Param, apply
 
 OBJECTIVES = ("train", "train_val", "analytic")
 
@@ -52,7 +53,7 @@ class TrainObjective:
     """A trial = train.run on the stage's config with the trial's values (no second training loop)."""
 
     def __init__(self, base: DictConfig, scfg: DictConfig, space: Mapping[str, Param]) -> None:
-        from pedestrian.train import run  # torch and Lightning load now, not inside the first trial's clock
+        from pedestrian.core.train import run  # torch and Lightning load now, not inside the first trial's clock
 
         self.base, self.scfg, self.space, self.run = base, scfg, space, run
 
@@ -84,7 +85,7 @@ class AnalyticObjective:
         opt = OmegaConf.to_container(scfg.analytic.optimum, resolve=True) if scfg.analytic.optimum else {}
         unknown = set(opt) - set(space)
         if not opt or unknown:
-            raise config_error(f"search.analytic.optimum={opt}: give the optimum of some of {list(space)}")
+            raise ConfigError(f"search.analytic.optimum={opt}: give the optimum of some of {list(space)}")
         self.optimum, self.sleep_s = opt, float(scfg.analytic.sleep_s)
 
     def value(self, params: Mapping[str, Any]) -> float:

@@ -29,7 +29,7 @@ class ReportToOptuna(L.Callback):
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        from pedestrian.loggers import wandb_logger
+        from pedestrian.core.loggers import wandb_logger
 
         wl = wandb_logger(trainer.loggers)
         if wl is not None and self.last is not None:

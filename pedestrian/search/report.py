@@ -14,8 +14,7 @@ from __future__ import annotations
 import copy
 import csv
 import datetime as dt
-import json
-import os
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
+from pedestrian.base.files import atomic_write, write_json  # noqa: E402
 from pedestrian.search import methods  # noqa: E402
 from pedestrian.search.space import Param, apply  # noqa: E402
 
@@ -80,12 +80,11 @@ def rows(trials: Sequence[FrozenTrial], space: Mapping[str, Param]) -> list[dict
 
 def write_csv(path: Path, table: list[dict]) -> None:
     cols = list(dict.fromkeys(k for r in table for k in r))
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(table)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=cols)
+    w.writeheader()
+    w.writerows(table)
+    atomic_write(path, text.getvalue())
 
 
 # -- the best configuration as a stage delta ----------------------------------------------------------------
@@ -145,9 +144,7 @@ def write_stage(conf_dir: Path, name: str, searched_stage: str, delta: Mapping, 
         node = OmegaConf.merge({"defaults": [searched_stage], "stage": {"name": name, "parent": searched_stage}},
                                _nested(delta))
     text = "\n".join(header + [PROVENANCE + line for line in provenance]) + "\n" + OmegaConf.to_yaml(node)
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
     return path
 
 
@@ -287,7 +284,5 @@ def write(out: Path, trials: Sequence[FrozenTrial], space: Mapping[str, Param], 
                              "run_dir": best.user_attrs.get("run_dir"), "overrides": delta,
                              "provenance": provenance},
                        edges=edges(best, space), override=str(out / "best_override.yaml"))
-    tmp = out / f"summary.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(tmp, out / "summary.json")
+    write_json(out / "summary.json", summary, default=str)
     return summary

@@ -22,14 +22,7 @@ import numpy as np
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-
-def config_error(msg: str) -> Exception:
-    """pedestrian.config.ConfigError, imported when needed: that module loads torch and Lightning, which a worker
-    with the analytic objective never needs (it then starts in a couple of seconds)."""
-    from pedestrian.config import ConfigError
-
-    return ConfigError(msg)
-
+from pedestrian.base.errors import ConfigError
 
 Range = tuple  # (low, high) for numbers, (label, ...) for choices
 TYPES = ("float", "int", "choice")
@@ -119,31 +112,31 @@ def load(node: DictConfig | Mapping) -> dict[str, Param]:
     """search.space from the config -> {name: Param}, in the file's order. Bad specs fail naming the key."""
     node = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
     if not node:
-        raise config_error("search.space is empty: pick one of conf/search/space/ (search/space=lr)")
+        raise ConfigError("search.space is empty: pick one of conf/search/space/ (search/space=lr)")
     space = {}
     for name, spec in node.items():
         where = f"search.space.{name}"
         if not isinstance(spec, Mapping) or "key" not in spec:
-            raise config_error(f"{where}={spec!r}: needs at least a config `key` and a range or `choices`")
+            raise ConfigError(f"{where}={spec!r}: needs at least a config `key` and a range or `choices`")
         unknown = set(spec) - {"key", "type", "scale", "low", "high", "choices", "each"}
         if unknown:
-            raise config_error(f"{where}: unknown field(s) {sorted(unknown)}")
+            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
         kind = spec.get("type", "choice" if "choices" in spec else "float")
         if kind not in TYPES:
-            raise config_error(f"{where}.type={kind!r}: must be one of {TYPES}")
+            raise ConfigError(f"{where}.type={kind!r}: must be one of {TYPES}")
         if kind == "choice":
             choices = tuple(spec.get("choices") or ())
             if len(choices) < 1:
-                raise config_error(f"{where}.choices={choices!r}: list at least one value")
+                raise ConfigError(f"{where}.choices={choices!r}: list at least one value")
             space[name] = Param(name, spec["key"], "choice", choices=choices, each=bool(spec.get("each", False)))
             continue
         scale, low, high = spec.get("scale", "linear"), spec.get("low"), spec.get("high")
         if scale not in SCALES:
-            raise config_error(f"{where}.scale={scale!r}: must be one of {SCALES}")
+            raise ConfigError(f"{where}.scale={scale!r}: must be one of {SCALES}")
         if not all(isinstance(v, (int, float)) for v in (low, high)) or not low < high:
-            raise config_error(f"{where}: low={low!r}, high={high!r}: two numbers with low < high")
+            raise ConfigError(f"{where}: low={low!r}, high={high!r}: two numbers with low < high")
         if scale == "log" and low <= 0:
-            raise config_error(f"{where}.low={low!r}: a log-scaled range must be > 0")
+            raise ConfigError(f"{where}.low={low!r}: a log-scaled range must be > 0")
         space[name] = Param(name, spec["key"], kind, scale, float(low), float(high),
                             each=bool(spec.get("each", False)))
     return space
@@ -153,6 +146,6 @@ def check_keys(cfg: DictConfig, space: Mapping[str, Param]) -> None:
     """Every key the space sets must exist in the stage's config (a typo would silently tune nothing)."""
     for p in space.values():
         if OmegaConf.select(cfg, p.key, default="__missing__") == "__missing__":
-            raise config_error(f"search.space.{p.name}.key={p.key!r}: no such key in the stage's config")
+            raise ConfigError(f"search.space.{p.name}.key={p.key!r}: no such key in the stage's config")
         if p.each and not OmegaConf.is_list(OmegaConf.select(cfg, p.key)):
-            raise config_error(f"search.space.{p.name}: each=true needs a list at {p.key!r}")
+            raise ConfigError(f"search.space.{p.name}: each=true needs a list at {p.key!r}")

@@ -31,8 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
+from pedestrian.base.errors import ConfigError
 from pedestrian.search.methods import Ticket
-from pedestrian.search.space import config_error
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (trials.csv)
@@ -104,13 +104,13 @@ def _join(name: str, storage: RDBStorage, spec: dict, pruner: optuna.pruners.Bas
     deadline = time.time() + wait_s
     while "planned" not in study.user_attrs:
         if time.time() > deadline:
-            raise config_error(f"study {name!r} in {storage.url} has no complete plan (its creator died while "
+            raise ConfigError(f"study {name!r} in {storage.url} has no complete plan (its creator died while "
                               "setting it up?): delete it or pick another search.study")
         time.sleep(0.5)
     theirs = study.user_attrs["spec"]
     diff = sorted(k for k in set(spec) | set(theirs) if spec.get(k) != theirs.get(k))
     if diff:
-        raise config_error(f"study {name!r} in {storage.url} was created by a different search (differs in "
+        raise ConfigError(f"study {name!r} in {storage.url} was created by a different search (differs in "
                           f"{', '.join(diff)}): use another search.study, or the same settings to join it")
     return study
 
@@ -198,7 +198,7 @@ def _run_trial(study: optuna.Study, storage: RDBStorage, ticket: FrozenTrial, tr
             value = objective(trial)
         except optuna.TrialPruned:
             state = TrialState.PRUNED
-        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM caught by pedestrian.fault
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM caught by pedestrian.core.signals
             study.tell(trial, state=TrialState.FAIL)
             storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(tid))  # not wrong: queue again
             raise

@@ -7,19 +7,16 @@ import importlib
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from pedestrian.base.errors import ConfigError
+from pedestrian.core.module import OPTIMIZERS, SCHEDULERS
 from pedestrian.data.augment import PIPELINES
 from pedestrian.data.datamodule import NORMALIZE_MODES
 from pedestrian.data.scenes import Difficulty
 from pedestrian.models.init import ACTIVATIONS, SCHEMES
 from pedestrian.models.resnet import DOWNSAMPLE
-from pedestrian.module import OPTIMIZERS, SCHEDULERS
 
 WANDB_MODES = ("auto", "offline", "online", "disabled")
 SELECT_ON = ("train_val", "test_val")  # stage.select_on: the sets a best checkpoint may be chosen on
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the value."""
 
 
 def _get(cfg: DictConfig, key: str):
@@ -109,7 +106,7 @@ def validate(cfg: DictConfig) -> None:
     _check(algo in (None, "norm", "value"), "trainer.gradient_clip_algorithm", algo, "must be null, norm or value")
     acc = OmegaConf.select(cfg, "trainer.accumulate_grad_batches", default=1)
     _check(acc == 1, "trainer.accumulate_grad_batches", acc, "not supported: the optimizer step is ours "
-           "(pedestrian/module.py, one step a batch); raise data.batch_size instead")
+           "(pedestrian/core/module.py, one step a batch); raise data.batch_size instead")
     epochs = _get(cfg, "trainer.max_epochs")
     _check(isinstance(epochs, int) and epochs >= 1, "trainer.max_epochs", epochs, "must be an integer >= 1")
     goal = _get(cfg, "goal_error")

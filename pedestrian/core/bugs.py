@@ -1,7 +1,7 @@
 """The bug zoo: the bugs the lecture names, each injected on purpose into the real code path.
 
 `python -m pedestrian +stage=lenet +bug=NAME` (a training run) and `python -m pedestrian.doctor +stage=lenet
-+bug=NAME` both get the bug from `pedestrian.train.build`, which calls `inject` on the real datamodule and
++bug=NAME` both get the bug from `pedestrian.core.train.build`, which calls `inject` on the real datamodule and
 LightningModule: the loss function the training step calls, the normalisation mode `dm.normalize` reads, the
 order of the image array, the learning rate `configure_optimizers` reads, the optimizer it builds, the `.eval()`
 that validation and `predict` call, `requires_grad`, the weights and biases at initialisation, the images of
@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-BUG_DIR = Path(__file__).resolve().parents[2] / "conf" / "bug"
+from pedestrian.base.conf import CONF_DIR
+
+BUG_DIR = Path(CONF_DIR) / "bug"
 
 
 def names() -> list[str]:
@@ -59,7 +61,7 @@ def eval_that_forgets(self: nn.Module) -> nn.Module:
 
 
 def optimizer_on_a_copy(self) -> torch.optim.Optimizer:
-    from pedestrian.module import build_optimizer
+    from pedestrian.core.module import build_optimizer
 
     stale = copy.deepcopy(self.model)  # the model was re-created (or copied, moved, wrapped) after this line
     return build_optimizer(stale.parameters(), self.optim_cfg)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -13,17 +11,21 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from pedestrian import fault
-from pedestrian import loggers as loggers_lib
-from pedestrian.config import validate
+from pedestrian.base.files import atomic_write, write_json
+from pedestrian.base.logs import filter_noise
+from pedestrian.core import loggers as loggers_lib
+from pedestrian.core.checkpoints import load_checkpoint
+from pedestrian.core.config import validate
+from pedestrian.core.module import Classifier
+from pedestrian.core.resume import mark_running, mark_stopped, resolve_run_dir, resume_checkpoint
+from pedestrian.core.trainer import _trainer_cfg, build_trainer
 from pedestrian.data import gpu_data
 from pedestrian.data.datamodule import EVAL_SPLITS, ArrayDataModule
 from pedestrian.evaluate import bias_variance, error_analysis
-from pedestrian.module import Classifier
 
 console = Console()
 
@@ -35,26 +37,12 @@ def machine() -> str:
     return f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU"
 
 
-def _trainer_cfg(cfg: DictConfig) -> tuple[dict, dict]:
-    """Split trainer config into Trainer kwargs and our extras; fall back to CPU when no GPU is present."""
-    tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    extras = tcfg.pop("extras", {}) or {}
-    for key in ("gradient_clip_val", "gradient_clip_algorithm"):  # applied by our training step (module.py)
-        extras[key] = tcfg.pop(key, None)
-    if tcfg.get("accelerator") == "gpu" and not torch.cuda.is_available():
-        console.print("[yellow]trainer=gpu asked for a GPU but torch sees none: running on the CPU "
-                      "(fp32, no channels_last). The code path is the same.[/yellow]")
-        tcfg.update(accelerator="cpu", precision="32-true", benchmark=False)
-        extras["channels_last"] = False
-    return tcfg, extras
-
-
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Start from another run's weights (fine-tuning): only the model's tensors, loaded safely."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"stage.init_from={str(path)!r}: no such checkpoint")
-    state = fault.load_checkpoint(path)  # verified (a truncated file is reported), weights only
+    state = load_checkpoint(path)  # verified (a truncated file is reported), weights only
     state = state.get("state_dict", state)
     state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")} or state
     model.load_state_dict(state)
@@ -95,15 +83,7 @@ def save_predictions(path: Path, dm: ArrayDataModule, preds: dict[str, np.ndarra
         arrays[f"{split}/prob"] = p
         for name, col in arr.attrs.items():
             arrays[f"{split}/{name}"] = np.asarray(col)[: len(p)]
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def log_to_wandb(wandb_logger, summary: dict, dm: ArrayDataModule, preds: dict[str, np.ndarray], n_images: int) -> None:
@@ -146,10 +126,10 @@ def build(cfg: DictConfig, dm: ArrayDataModule | None = None,
     if extras.get("compile"):
         module.model = torch.compile(module.model)
     if cfg.get("bug"):
-        from pedestrian.doctor import bugs
+        from pedestrian.core import bugs
 
         bugs.inject(cfg.bug, module, dm)
-        console.print(f"[bold red]bug injected on purpose: {cfg.bug.name}[/bold red] (pedestrian/doctor/bugs.py)")
+        console.print(f"[bold red]bug injected on purpose: {cfg.bug.name}[/bold red] (pedestrian/core/bugs.py)")
     return dm, module
 
 
@@ -157,7 +137,8 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict:
     """Train and evaluate one stage; returns (and writes to run_dir/results.json) the lecture's table.
     `callbacks`: extra Lightning callbacks for this run's Trainer."""
     validate(cfg)
-    run_dir = fault.resolve_run_dir(cfg)  # resume=auto may continue an interrupted run's folder
+    filter_noise()
+    run_dir = resolve_run_dir(cfg)  # resume=auto may continue an interrupted run's folder
     if str(run_dir) != str(cfg.run_dir):
         cfg.run_dir = str(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -195,68 +176,14 @@ def run(cfg: DictConfig, callbacks: list | tuple = ()) -> dict:
     return result
 
 
-class StepLossBar(RichProgressBar):
-    """Lightning's rich progress bar, plus the training loss our module logs every log_every_n_steps."""
-
-    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
-        metrics = super().get_metrics(trainer, pl_module)
-        if getattr(pl_module, "step_loss", None) is not None:
-            metrics["train/loss_step"] = f"{pl_module.step_loss:.3f}"
-        return metrics
-
-
-class BestAndLast(ModelCheckpoint):
-    """best.ckpt on the monitored error and last.ckpt after every epoch, both at the hook Lightning saves at.
-    (Lightning 2.6 writes last.ckpt only when it also saved a best checkpoint in that step: a resume would redo
-    every epoch since the last improvement.)"""
-
-    @property
-    def state_key(self) -> str:  # Lightning rebuilds it (a dict's repr) at each of ~10 hook calls a step
-        if "_state_key" not in self.__dict__:
-            self._state_key = super().state_key
-        return self._state_key
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_anyway(trainer)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_anyway(trainer)
-
-    def _save_last_anyway(self, trainer: L.Trainer) -> None:
-        if not self._should_skip_saving_checkpoint(trainer):  # (skipped when a best was saved in this step)
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-def build_trainer(tcfg: dict, run_dir: Path, loggers: list, callbacks: list | tuple = (),
-                  monitor: str = "train_val/error") -> tuple[L.Trainer, ModelCheckpoint]:
-    """The Trainer every run uses: best/last checkpoints written atomically and verified on load, a clean stop
-    on SIGTERM/Ctrl-C, the NaN guard, and a progress bar only on a terminal (never one line per step in logs)."""
-    ckpt = BestAndLast(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="min",
-                       save_last=True, auto_insert_metric_name=False)
-    tty = sys.stdout.isatty()
-    callbacks = [ckpt, *fault.callbacks(), *callbacks]
-    if loggers:  # (LearningRateMonitor refuses a Trainer without a logger)
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    if tty:
-        callbacks.append(StepLossBar())
-    trainer: L.Trainer = instantiate({"enable_progress_bar": tty, **tcfg}, logger=loggers or False,
-                                     callbacks=callbacks, plugins=[fault.SafeCheckpointIO()],
-                                     default_root_dir=str(run_dir), _convert_="all")
-    return trainer, ckpt
-
-
 def _fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, module: Classifier, dm: ArrayDataModule,
                       ckpt: ModelCheckpoint, run_dir: Path, start: float) -> dict:
-    resume_from = fault.resume_checkpoint(cfg, run_dir)
-    fault.mark_running(run_dir)
+    resume_from = resume_checkpoint(cfg, run_dir)
+    mark_running(run_dir)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
     finally:
-        fault.mark_stopped(run_dir)
+        mark_stopped(run_dir)
 
     best = ckpt.best_model_path
     if best:

@@ -67,9 +67,8 @@ class Classifier(L.LightningModule):
         super().__init__()
         # The optimizer step is written out in training_step, as in a plain PyTorch loop (Lightning's manual
         # optimization). Lightning's automatic loop makes the same calls through a closure and 21 hook dispatches
-        # a step instead of 15: Lightning's own cost per step in python -m pedestrian.bench fell from 1.94 ms to
-        # 1.4-1.7 ms on a 2-core CPU (a LeNet step: 30-40 ms). Gradient clipping (trainer.gradient_clip_val) and
-        # the schedulers are therefore applied here.
+        # a step instead of 15, a cost that shows on small models (python -m pedestrian.bench measures it).
+        # Gradient clipping (trainer.gradient_clip_val) and the schedulers are therefore applied here.
         self.automatic_optimization = False
         self.model = model
         self.optim_cfg = dict(optim)
@@ -132,8 +131,7 @@ class Classifier(L.LightningModule):
     def _log_step_loss(self, loss: Tensor) -> None:
         """train/loss_step straight to the loggers, on Lightning's step axis. (At every call self.log walks all
         the attributes of Lightning's stored metric to move it to the device, and the logger connector flushes
-        it: LeNet's Lightning/bare ratio in python -m pedestrian.bench went from 0.947-0.951 to 0.951-0.966 with
-        this and the lean step above.) The progress bar shows the value too (train.StepLossBar)."""
+        it: a cost per step that shows on LeNet.) The progress bar shows the value too (trainer.StepLossBar)."""
         self.step_loss = loss.item()  # (self.log's logger connector syncs at the same steps)
         if self.trainer.is_global_zero:
             for logger in self.loggers:
