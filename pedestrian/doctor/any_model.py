@@ -52,7 +52,7 @@ def settings_of(overrides: dict | None = None) -> DictConfig:
 
 def _describe(batch) -> str:
     if isinstance(batch, Tensor):
-        return f"a single tensor of shape {tuple(batch.shape)}"
+        return f"a tensor of shape {tuple(batch.shape)}"
     if isinstance(batch, dict):
         return f"a dict with keys {sorted(batch)}"
     if isinstance(batch, (tuple, list)):
@@ -103,12 +103,12 @@ class ModelSubject(Subject):
 
     def __init__(self, model: nn.Module, loader: Iterable, loss_fn: Callable, optimizer_factory: Callable,
                  num_classes: int, step: Step | None, val_loader: Iterable | None, settings: DictConfig,
-                 seed: int, out_dir: Path, device: torch.device, name: str) -> None:
+                 seed: int, out_dir: Path, device: torch.device, name: str, pretrained: bool = False) -> None:
         self.model, self.loader, self.loss_fn, self.optimizer_factory = model, loader, loss_fn, optimizer_factory
         self.step = step or default_step(loss_fn)
         self.user_step = step is not None
         self.num_classes, self.val_loader, self.settings, self.seed = num_classes, val_loader, settings, seed
-        self.out_dir, self.device, self.name = out_dir, device, name
+        self.out_dir, self.device, self.name, self.pretrained = out_dir, device, name, pretrained
         self._batches: list = []
         self._iter = None
 
@@ -335,14 +335,15 @@ def diagnose(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
              optimizer_factory: Callable | None = None, num_classes: int | None = None, step: Step | None = None,
              val_loader: Iterable | None = None, checks: Sequence[str] | None = None, settings: dict | None = None,
              out_dir: str | Path | None = None, seed: int = 0, device: str | torch.device | None = None,
-             name: str | None = None, console=None):
+             name: str | None = None, pretrained: bool = False, console=None):
     """Run the lecture's checks on any classifier; returns a Report (report.print(), report.save(path)).
 
     loss_fn: the training loss on (logits, labels), default cross-entropy. optimizer_factory: params ->
     optimizer, default Adam(lr=1e-3). step: your training step (model, batch, optimizer) -> loss, default the
     textbook one. val_loader: held-out batches (else the first training batches serve). settings: overrides of
-    conf/doctor/default.yaml, e.g. {"overfit": {"max_steps": 500}}. Raises DoctorError, naming the problem,
-    when the inputs cannot be examined."""
+    conf/doctor/default.yaml, e.g. {"overfit": {"max_steps": 500}}. pretrained: the model starts from trained
+    weights (its first loss need not be ln(classes)). Raises DoctorError, naming the problem, when the inputs
+    cannot be examined."""
     from pedestrian.doctor.report import Report
 
     t0 = time.time()
@@ -373,6 +374,6 @@ def diagnose(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
     out.mkdir(parents=True, exist_ok=True)
     s.out_dir = str(out)
     subject = ModelSubject(model, loader, loss_fn, optimizer_factory, num_classes, step, val_loader, s, seed, out,
-                           device, name)
+                           device, name, pretrained)
     results = run_checks(subject, list(checks or CHECKS), console)
     return Report.of_model(name, results, time.time() - t0, s, out, user_step=step is not None)

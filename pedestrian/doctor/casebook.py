@@ -2,7 +2,7 @@
 of models with the bugs that live in a user's own training step or model (the detection set), all through the
 public `diagnose` API, as a user would call it.
 
-    python -m pedestrian.doctor.casebook [--out experiments/doctor] [--cases a,b] [--threads 2]
+    python -m pedestrian.doctor.casebook [--out experiments/doctor] [--cases a,b] [--threads 2] [--device cuda]
 
 Writes casebook.md (the false-alarm table and the detection matrix, bugs x checks) and casebook.json.
 Exit 0 when every healthy case has no failed check and every bug is caught by its check; 1 otherwise.
@@ -270,7 +270,7 @@ BUGGY = [
 ]
 
 
-def run(cases: list[Case], out: Path, console=None) -> dict:
+def run(cases: list[Case], out: Path, console=None, device: str | None = None) -> dict:
     from pedestrian.doctor import diagnose
 
     rows = {}
@@ -278,7 +278,7 @@ def run(cases: list[Case], out: Path, console=None) -> dict:
         torch.manual_seed(0)
         kwargs = case.build()
         t0 = time.time()
-        report = diagnose(**kwargs, out_dir=out / "runs" / case.name, name=case.name, console=console)
+        report = diagnose(**kwargs, out_dir=out / "runs" / case.name, name=case.name, console=console, device=device)
         report.save()
         r = report[case.check] if case.check else None
         rows[case.name] = {
@@ -308,7 +308,7 @@ def markdown(rows: dict, machine: str) -> str:
                 cells.append(f"**{cell}**" if exp and exp["check"] == c else cell)
             verdict = (("yes" if row["caught"] else "NO") if exp else
                        str(sum(r["status"] == "fail" for r in row["checks"].values())))
-            lines.append(f"| `{n}` | " + " | ".join(cells) + f" | {verdict} | {row['seconds']:.0f} s |")
+            lines.append(f"| `{n}` | " + " | ".join(cells) + f" | {verdict} | {row['seconds']:.1f} s |")
         return lines
 
     healthy = [n for n, r in rows.items() if not r["expected"]]
@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="outputs/doctor/casebook", help="folder for casebook.md/json and the runs")
     p.add_argument("--cases", default=None, help="comma-separated subset of the cases")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default=None, help="e.g. cuda (default: where each model's parameters are)")
     a = p.parse_args(argv)
     cases = HEALTHY + BUGGY
     if a.cases:
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_lightning()
     out = Path(a.out)
     t0 = time.time()
-    rows = run(cases, out, Console())
+    rows = run(cases, out, Console(), a.device)
     text = markdown(rows, f"{machine()}, {torch.get_num_threads()} torch threads")
     out.mkdir(parents=True, exist_ok=True)
     (out / "casebook.md").write_text(text + f"\nWall time {math.ceil(time.time() - t0)} s. Command: "

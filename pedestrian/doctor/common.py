@@ -73,6 +73,7 @@ class Subject:
     device: torch.device
     num_classes: int
     kind: str                        # "stage" | "model"
+    pretrained: bool = False         # starts from trained weights (fine-tuning): its first loss need not be ln C
 
     def reseed(self) -> None:
         """Before each check, as if it ran alone."""

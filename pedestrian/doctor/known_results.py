@@ -200,6 +200,7 @@ def recalibrate_batchnorm(subject, module, n_batches: int) -> bool:
            and m.track_running_stats]
     if not bns:
         return False
+    module.to(subject.device)  # (Lightning hands a stage's module back on the CPU after fit)
     momentum = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()

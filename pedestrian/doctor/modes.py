@@ -48,7 +48,8 @@ def check(subject) -> CheckResult:
     module.train()  # as after a training epoch: the evaluation path has to switch it
     p1, training_layers = subject.predict(module)
     p2, _ = subject.predict(module)
-    tol = float(subject.settings.modes.tolerance)
+    s = subject.settings.modes
+    tol = float(s.tolerance if subject.device.type == "cpu" else s.tolerance_gpu)
     repeat_gap = float(np.abs(p1 - p2).max())
 
     # The same inputs, in eval mode set directly: twice (the model alone deterministic?), and in another order

@@ -61,6 +61,7 @@ class StageSubject(Subject):
         self.name, self.settings, self.seed = str(cfg.stage.name), cfg.doctor, int(cfg.seed)
         self.num_classes = dm.num_classes
         self.split = str(cfg.doctor.modes.split)
+        self.pretrained = bool(cfg.stage.get("init_from"))
         self._batch: tuple | None = None
 
     def reseed(self) -> None:
@@ -126,8 +127,10 @@ class StageSubject(Subject):
             for m in module.modules():
                 if isinstance(m, nn.Dropout):
                     m.p = 0.0
+        # A caller that asked for deterministic kernels (training_step) keeps them: the Trainer would reset them.
+        keep = {"deterministic": "warn"} if torch.are_deterministic_algorithms_enabled() else {}
         trainer = self.trainer(max_epochs=1, max_steps=len(batches), limit_val_batches=0, log_every_n_steps=1,
-                               callbacks=[_StepHooks(on_step_start, on_step_end)])
+                               callbacks=[_StepHooks(on_step_start, on_step_end)], **keep)
         trainer.fit(module, datamodule=_Batches(self.dm, batches))
 
     def lr(self, module) -> float:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -41,6 +43,23 @@ FIXES = {
 MODE_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 
 
+@contextmanager
+def deterministic():
+    """Deterministic kernels where torch has them (a GPU's cuDNN and atomics otherwise make two identical steps
+    differ by noise that could pass for carried-over gradients)."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
+            yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
+
+
 def _trainable(net: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p for n, p in net.named_parameters() if p.requires_grad}
 
@@ -59,7 +78,8 @@ def watched_steps(subject, batches: list, clear_between: bool) -> dict:
     in_eval: set[str] = set()
     handles.append(net.register_forward_pre_hook(lambda m, i: in_eval.update(
         n for n, sub in net.named_modules() if isinstance(sub, MODE_LAYERS) and not sub.training)))
-    before = {n: p.detach().clone() for n, p in params.items()}
+    # Snapshots on the CPU: Lightning hands a stage's module back on the CPU when fit ends.
+    before = {n: p.detach().to("cpu", copy=True) for n, p in params.items()}
     after_first: dict[str, torch.Tensor] = {}
     losses: list[float] = []
 
@@ -71,7 +91,7 @@ def watched_steps(subject, batches: list, clear_between: bool) -> dict:
     def end(i: int, loss: float) -> bool:
         losses.append(loss)
         if i == 0:
-            after_first.update({n: p.detach().clone() for n, p in params.items()})
+            after_first.update({n: p.detach().to("cpu", copy=True) for n, p in params.items()})
         return False
     try:
         subject.train_steps(module, batches, on_step_start=start, on_step_end=end)
@@ -79,7 +99,7 @@ def watched_steps(subject, batches: list, clear_between: bool) -> dict:
         for h in handles:
             h.remove()
     return {"module": module, "before": before, "after_first": after_first,
-            "after": {n: p.detach().clone() for n, p in params.items()}, "grads": grads,
+            "after": {n: p.detach().to("cpu", copy=True) for n, p in params.items()}, "grads": grads,
             "in_eval": sorted(in_eval), "losses": losses,
             "mode_layers": [n for n, m in net.named_modules() if isinstance(m, MODE_LAYERS)]}
 
@@ -87,14 +107,14 @@ def watched_steps(subject, batches: list, clear_between: bool) -> dict:
 @torch.no_grad()
 def line_search(subject, run: dict, batch, factors) -> dict[float, float]:
     """The loss on `batch` at before + f * (after_first - before), for each factor f (and 0)."""
-    net = copy.deepcopy(run["module"].model)
+    net = copy.deepcopy(run["module"].model).to(subject.device)
     loss_fn = run["module"].loss_fn
     x, y = subject.model_inputs(batch)
     params = _trainable(net)
     out = {}
     for f in (0.0, 1.0, *factors):
         for n, p in params.items():
-            p.copy_(run["before"][n] + f * (run["after_first"][n] - run["before"][n]))
+            p.copy_((run["before"][n] + f * (run["after_first"][n] - run["before"][n])).to(p.device))
         torch.manual_seed(subject.seed)  # the same dropout masks at every point
         out[f] = float(loss_fn(net(x), y))
     return out
@@ -109,17 +129,23 @@ def check(subject) -> CheckResult:
     s = subject.settings.training_step
     batches = subject.training_batches(2)
     batches = (batches * 2)[:2]
-    a = watched_steps(subject, batches, clear_between=False)
-    b = watched_steps(subject, batches, clear_between=True)
+    with deterministic():
+        a = watched_steps(subject, batches, clear_between=False)
+        b = watched_steps(subject, batches, clear_between=True)
     names = list(a["before"])
     moved = {n: _rel(a["after"][n], a["before"][n]) for n in names}
     unchanged = [n for n in names if moved[n] == 0]
     no_grad = [n for n in unchanged if n not in a["grads"]]
-    grad_but_still = [n for n in unchanged if a["grads"].get(n, 0.0) > 0]
+    # A gradient that is rounding noise (a conv bias right before batch norm has none in exact arithmetic, ~1e-10
+    # on a GPU) moves nothing: "received a gradient" means at least 1e-6 of the largest one.
+    floor = 1e-6 * max(a["grads"].values(), default=0.0)
+    grad_but_still = [n for n in unchanged if a["grads"].get(n, 0.0) > floor]
     total_move = sum(moved.values())
     accumulate = sum(_rel(a["after"][n], b["after"][n]) for n in names) / max(total_move, 1e-30)
     factors = [float(f) for f in s.lr_factors]
     curve = line_search(subject, a, batches[1], factors) if total_move > 0 else {}
+    if curve and min(curve.values()) < 0:
+        curve = {}  # an objective that goes below zero is no loss (init_loss names it): a longer step says nothing
     best = min(curve, key=curve.get) if curve else 0.0
     gain = lambda f: curve[0.0] - curve[f]  # noqa: E731
     details = {"steps": len(a["losses"]), "losses": a["losses"], "trainable_tensors": len(names),
@@ -128,8 +154,9 @@ def check(subject) -> CheckResult:
                "line_search": {str(k): v for k, v in curve.items()}, "best_factor": best}
     summary = (f"2 steps: {len(names) - len(unchanged)}/{len(names)} parameter tensors updated, gradients "
                f"{'reset' if accumulate <= float(s.tolerance) else 'carried over'} between steps, "
-               f"{len(a['in_eval'])} of {len(a['mode_layers'])} mode layers in eval mode; a step {best:g}x longer "
-               "is best on the next batch")
+               f"{len(a['in_eval'])} of {len(a['mode_layers'])} mode layers in eval mode; on the next batch, "
+               + (f"the first update x{best:g} lowers the loss most" if best else "no multiple of the first update "
+                  "lowers the loss"))
     found = None
     if names and len(no_grad) == len(names):
         found = ("no_backward", f"none of the {len(names)} trainable parameter tensors received a gradient in two "

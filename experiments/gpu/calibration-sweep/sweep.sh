@@ -28,16 +28,7 @@ for name in "${!V[@]}"; do
   [ "${name:0:4}" = cal_ ] && { echo "== $name: ${V[$name]}"; sed -n '/## The reference/,$p' /tmp/cal/$name/CALIBRATION.md; continue; }
   python3 -m pedestrian.report profile=cpu --root /tmp/lad/$name --out /tmp/rep/$name > /dev/null 2>&1
   echo "== $name: ${V[$name]}"; tail -3 /tmp/lad_$name.log | head -1
-  python3 - /tmp/lad/$name <<'PY'
-import json, sys, pathlib
-for st in ("lenet","deeper","resnet","resnet_lr","more_data","weight_decay","augment","tuned","night_synth","night_finetune"):
-    p = pathlib.Path(sys.argv[1]) / st / "results.json"
-    if not p.exists():
-        print(f"{st:15s} missing"); continue
-    r = json.loads(p.read_text()); e = r["errors"]; t = r["terms"]
-    print(f"{st:15s} " + " ".join(f"{e[k]*100:5.1f}" for k in ("train","train_val","test_val","test"))
-          + " | " + " ".join(f"{k[:5]}={v*100:+.1f}" for k, v in t.items()) + f" | {r['wall_time_s']:.0f}s")
-PY
+  python3 experiments/gpu/stage_table.py /tmp/lad/$name
   grep -E "^\| \`.*\` → |of 9 steps" /tmp/rep/$name/RESULTS.md | sed 's/|[^|]*|[^|]*|//' | cut -c1-140
 done
 tar czf $OUT/sweep.tgz --exclude='*.ckpt' --exclude='*.npz' -C /tmp lad rep cal 2>/dev/null
