@@ -158,3 +158,37 @@ def test_a_rounding_noise_gradient_is_not_an_optimizer_on_the_wrong_parameters(t
     r = report["training_step"]
     assert r.status == "pass", r.explanation
     assert r.details["unchanged"] == ["noise"] and r.details["gradient_but_unchanged"] == []
+
+
+def test_what_a_user_passes_is_left_as_it_was_and_common_shapes_are_taken(tmp_path):
+    from collections import namedtuple
+
+    Batch = namedtuple("Batch", "x y")
+    x, y = cb.digits(flat=False)
+    batches = [Batch(torch.as_tensor(x[i:i + 64]), torch.as_tensor(y[i:i + 64])) for i in range(0, 1024, 64)]
+    model = cb.SmallCNN(1, 10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def step(model, batch, optimizer):  # returns a number, as many loops do
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(batch.x), batch.y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    report = diagnose(model, batches, step=step, checks=["run_trace", "overfit_batch", "training_step"],
+                      out_dir=tmp_path)
+    assert not report.failures, [(r.check, r.explanation) for r in report.failures]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics included
+    assert model.training  # not left in eval mode by the doctor's probes
+
+
+def test_inputs_that_cannot_be_examined_get_a_message_that_says_what_to_pass(tmp_path):
+    x, y, loader = _data()
+    with pytest.raises(DoctorError, match="can be read only once.*pass a DataLoader or a list"):
+        diagnose(_cnn(), ((x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)), out_dir=tmp_path)
+    with pytest.raises(DoctorError, match="1 logit per input.*2 logits and cross-entropy"):
+        diagnose(_cnn(1), loader, out_dir=tmp_path)
+    with pytest.raises(DoctorError, match=r"step\(model, batch, optimizer\) returned None"):
+        diagnose(_cnn(), loader, step=lambda model, batch, optimizer: None, out_dir=tmp_path)
+    with pytest.raises(KeyError, match="'known_results' was not run"):
+        diagnose(_cnn(), loader, checks=["init_loss"], out_dir=tmp_path)["known_results"]

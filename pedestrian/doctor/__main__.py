@@ -75,7 +75,10 @@ def load_entry(spec: str) -> dict:
         raise EntryError(f"--entry {spec!r}: importing {module_name} failed: {type(e).__name__}: {e}") from e
     if not callable(getattr(module, func, None)):
         raise EntryError(f"--entry {spec!r}: {module_name} has no function {func!r}")
-    built = getattr(module, func)()
+    try:
+        built = getattr(module, func)()
+    except Exception as e:
+        raise EntryError(f"--entry {spec!r}: {func}() raised {type(e).__name__}: {e}") from e
     keys = ("model", "loader", "loss_fn", "optimizer_factory")
     if isinstance(built, (tuple, list)) and 2 <= len(built) <= 4:
         return dict(zip(keys, built))
@@ -115,9 +118,12 @@ def run_entry(argv: list[str], console: Console | None = None) -> int:
             return 2
     try:
         kwargs = load_entry(opts["--entry"])
-        overrides = OmegaConf.to_container(OmegaConf.from_dotlist(settings))
+        try:
+            overrides = OmegaConf.to_container(OmegaConf.from_dotlist(settings))
+        except Exception as e:
+            raise EntryError(f"settings {settings}: {e}") from e
         checks = opts["--checks"].split(",") if "--checks" in opts else None
-        name = kwargs.pop("name", None) or opts["--entry"].split(":")[-1]
+        name = kwargs.pop("name", None)  # else the model's class name
         report = diagnose(**kwargs, checks=checks, settings=overrides, out_dir=opts.get("--out"), name=name,
                           console=console)
     except (EntryError, DoctorError) as e:

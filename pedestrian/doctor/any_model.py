@@ -26,7 +26,18 @@ from torch import Tensor, nn
 from torch.utils.data import SequentialSampler
 
 from pedestrian.base.conf import CONF_DIR
-from pedestrian.doctor.common import CHECKS, DoctorError, Patient, Subject, run_checks, to_device
+from pedestrian.doctor.common import (
+    CHECKS,
+    DoctorError,
+    Patient,
+    Subject,
+    dropout_off,
+    eval_probs,
+    pick,
+    rebuild,
+    run_checks,
+    to_device,
+)
 
 SETTINGS = Path(CONF_DIR) / "doctor" / "default.yaml"
 Step = Callable[[nn.Module, object, torch.optim.Optimizer], Tensor]
@@ -51,6 +62,8 @@ def settings_of(overrides: dict | None = None) -> DictConfig:
 
 
 def _describe(batch) -> str:
+    if batch is None:
+        return "None"
     if isinstance(batch, Tensor):
         return f"a tensor of shape {tuple(batch.shape)}"
     if isinstance(batch, dict):
@@ -80,22 +93,16 @@ def check_batch(batch, num_classes: int | None, where: str = "loader") -> None:
                           f"in 0..{(num_classes or 1) - 1} (num_classes={num_classes})")
 
 
-def _cat(batches: Sequence) -> tuple:
+def _cat(batches: Sequence) -> tuple | list:
     """Batches concatenated element-wise (tensor elements with the batch axis; others from the first batch)."""
     first, n = batches[0], len(batches[0][0])
-    out = []
-    for k, el in enumerate(first):
-        if isinstance(el, Tensor) and el.dim() and len(el) == n:
-            out.append(torch.cat([b[k] for b in batches]))
-        else:
-            out.append(el)
-    return type(first)(out) if isinstance(first, tuple) else out
+    return rebuild(first, (torch.cat([b[k] for b in batches]) if isinstance(el, Tensor) and el.dim() and len(el) == n
+                           else el for k, el in enumerate(first)))
 
 
 def _take(batch, idx) -> tuple | list:
     n = len(batch[0])
-    out = [el[idx] if isinstance(el, Tensor) and el.dim() and len(el) == n else el for el in batch]
-    return type(batch)(out) if isinstance(batch, tuple) else out
+    return rebuild(batch, (el[idx] if isinstance(el, Tensor) and el.dim() and len(el) == n else el for el in batch))
 
 
 class ModelSubject(Subject):
@@ -106,7 +113,6 @@ class ModelSubject(Subject):
                  seed: int, out_dir: Path, device: torch.device, name: str, pretrained: bool = False) -> None:
         self.model, self.loader, self.loss_fn, self.optimizer_factory = model, loader, loss_fn, optimizer_factory
         self.step = step or default_step(loss_fn)
-        self.user_step = step is not None
         self.num_classes, self.val_loader, self.settings, self.seed = num_classes, val_loader, settings, seed
         self.out_dir, self.device, self.name, self.pretrained = out_dir, device, name, pretrained
         self._batches: list = []
@@ -147,13 +153,7 @@ class ModelSubject(Subject):
 
     def small_batch(self, k: int):
         b = _cat(self.loader_batches(max(k, 256)))
-        y = b[1].numpy() if b[1].device.type == "cpu" else b[1].cpu().numpy()
-        order = np.random.default_rng(self.seed).permutation(len(y))
-        picked: list[int] = []
-        for c in np.unique(y)[:k]:  # one of each class first (up to k), then whatever comes
-            picked += [int(i) for i in order if y[i] == c][:1]
-        picked += [int(i) for i in order if int(i) not in picked][: k - len(picked)]
-        return _take(b, torch.as_tensor(sorted(picked[:k])))
+        return _take(b, torch.as_tensor(pick(b[1].cpu().numpy(), k, self.seed), device=b[1].device))
 
     def training_batches(self, n: int) -> list:
         while len(self._batches) < n and self._read():
@@ -173,18 +173,13 @@ class ModelSubject(Subject):
             for g in optimizer.param_groups:
                 if "weight_decay" in g:
                     g["weight_decay"] = 0.0
-            for m in module.modules():
-                if isinstance(m, nn.Dropout):
-                    m.p = 0.0
-        module.model.train()  # as a training loop does at the start of an epoch
+            dropout_off(module)
+        module.model.train()  # as a training loop does at the start of an epoch (a step may change it)
         for i, b in enumerate(batches):
             if on_step_start:
                 on_step_start(i)
-            loss = self.step(module.model, to_device(b, self.device), optimizer)
-            if not isinstance(loss, Tensor) or loss.numel() != 1:
-                raise DoctorError(f"step(model, batch, optimizer) returned {_describe(loss)}; expected the loss, a "
-                                  "scalar tensor")
-            if on_step_end and on_step_end(i, float(loss.detach())):
+            loss = step_loss(self.step(module.model, to_device(b, self.device), optimizer))
+            if on_step_end and on_step_end(i, loss):
                 break
 
     def lr(self, module) -> float | None:
@@ -233,12 +228,7 @@ class ModelSubject(Subject):
         return flat(b[0][:n_train]), b[1][:n_train].cpu().numpy(), flat(hx), hy.cpu().numpy()
 
     def held_out_probs(self, module) -> np.ndarray:
-        hx = self.split()[0]
-        module.eval()
-        with torch.no_grad():
-            out = [torch.softmax(module(hx[i:i + 256].to(self.device)).float(), 1).cpu()
-                   for i in range(0, len(hx), 256)]
-        return torch.cat(out).numpy()
+        return eval_probs(module, self.split()[0], device=self.device)
 
     def held_out_score(self, module) -> dict:
         from pedestrian.doctor.known_results import score_of
@@ -246,7 +236,8 @@ class ModelSubject(Subject):
         return score_of(self.held_out_probs(module), self.split()[1].cpu().numpy())
 
     def short_training(self, max_epochs: int, max_samples: int | None, good) -> tuple[list[dict], nn.Module]:
-        """Your step on the training batches, pass after pass, scored on the held-out ones after each pass."""
+        """Your step on the training batches, pass after pass, scored on the held-out ones after each pass.
+        (split() already read at most known.max_train_samples = max_samples of them.)"""
         train = self.split()[2]
         module, history = self.fresh(), []
 
@@ -263,31 +254,44 @@ class ModelSubject(Subject):
         return self.split()[0][:n].to(self.device)
 
     def predict(self, module) -> tuple[np.ndarray, list[str]]:
-        """Through val_loader when it is given (in its order), else on fixed held-out inputs: in eval mode."""
+        """A fresh pass over val_loader (in its order) when it is given, else the held-out inputs, in eval mode set
+        by the doctor (your own evaluation code is not run, so no layer is ever found in train mode here)."""
         n = int(self.settings.modes.n_images)
-        module.eval()
-        with torch.no_grad():
-            if self.val_loader is not None and self._ordered(self.val_loader):
-                out, seen = [], 0
-                for b in self.val_loader:
-                    out.append(torch.softmax(module(b[0].to(self.device)).float(), 1).cpu())
-                    seen += len(b[0])
-                    if seen >= n:
-                        break
-                return torch.cat(out)[:n].numpy(), []
-            return torch.softmax(module(self.eval_inputs(n)).float(), 1).cpu().numpy(), []
+        if self.val_loader is not None and self._ordered(self.val_loader):
+            xs, seen = [], 0
+            for b in self.val_loader:
+                xs.append(b[0])
+                seen += len(b[0])
+                if seen >= n:
+                    break
+            return eval_probs(module, torch.cat(xs)[:n], device=self.device), []
+        return eval_probs(module, self.eval_inputs(n)), []
 
     @staticmethod
     def _ordered(loader) -> bool:
-        return isinstance(getattr(loader, "sampler", None), SequentialSampler)
+        return isinstance(loader, (list, tuple)) or isinstance(getattr(loader, "sampler", None), SequentialSampler)
 
     def modes_note(self) -> str:
         if self.val_loader is None:
-            return "eval mode on held-out inputs"
-        return "val_loader" + ("" if self._ordered(self.val_loader) else " (shuffled: held-out inputs instead)")
+            return "held-out inputs, eval mode set by the doctor"
+        return "val_loader" + ("" if self._ordered(self.val_loader) else " (shuffled: held-out inputs instead)") + \
+            ", eval mode set by the doctor"
+
+
+def step_loss(loss) -> float:
+    """The value a step returned: a scalar tensor or a number."""
+    if isinstance(loss, Tensor) and loss.numel() == 1:
+        return float(loss.detach())
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+        return float(loss)
+    raise DoctorError(f"step(model, batch, optimizer) returned {_describe(loss)}; expected the loss (a scalar "
+                      "tensor or a number)")
 
 
 def _first_batch(loader: Iterable, where: str):
+    if iter(loader) is loader:
+        raise DoctorError(f"the {where} is a {type(loader).__name__}, which can be read only once; the doctor reads "
+                          "it several times: pass a DataLoader or a list of batches")
     try:
         return next(iter(loader))
     except StopIteration:
@@ -296,29 +300,31 @@ def _first_batch(loader: Iterable, where: str):
         raise DoctorError(f"the {where} failed while yielding its first batch: {type(e).__name__}: {e}") from e
 
 
-def _num_classes(model: nn.Module, x: Tensor, given: int | None) -> int | None:
+def _num_classes(probe: nn.Module, x: Tensor, given: int | None) -> int | None:
     """The output's class axis must match num_classes; when not given, the output says it (None: the forward
-    fails, which run_trace reports layer by layer)."""
+    fails, which run_trace reports layer by layer). `probe`: a copy of the model in eval mode."""
     try:
         with torch.no_grad():
-            was = model.training
-            out = model.eval()(x[:2])
-            model.train(was)
+            out = probe(x[:2])
     except Exception:
         return given
     if not isinstance(out, Tensor) or out.dim() != 2:
         raise DoctorError(f"the model returned {_describe(out)} for inputs {tuple(x[:2].shape)}; expected class "
                           "logits of shape (N, num_classes)")
+    if out.shape[1] == 1:
+        raise DoctorError("the model returns 1 logit per input (a sigmoid classifier): the checks need class logits "
+                          "(N, classes) and a loss on class indices, e.g. 2 logits and cross-entropy (for a "
+                          "sigmoid model z, torch.cat([-z / 2, z / 2], 1) gives the same probabilities)")
     if given is not None and out.shape[1] != given:
         raise DoctorError(f"the model returns {out.shape[1]} logits per input but num_classes={given}")
     return given or int(out.shape[1])
 
 
-def _check_loss(loss_fn: Callable, model: nn.Module, batch, num_classes: int) -> None:
+def _check_loss(loss_fn: Callable, probe: nn.Module, batch) -> None:
     x, y = batch[0][:4], batch[1][:4]
     try:
         with torch.no_grad():
-            logits = model(x)
+            logits = probe(x)
     except Exception:
         return  # run_trace explains a failing forward
     try:
@@ -357,15 +363,32 @@ def diagnose(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
     device = torch.device(device)
     first = _first_batch(loader, "loader")
     check_batch(first, num_classes)
-    x = first[0].to(device)
-    model = model.to(device)
-    num_classes = _num_classes(model, x, num_classes) or int(first[1].max()) + 1
+    try:  # every check works on copies: the model you pass is left as it was
+        probe = copy.deepcopy(model).to(device).eval()
+    except Exception as e:
+        raise DoctorError(f"the model cannot be copied (copy.deepcopy): {type(e).__name__}: {e}; the doctor trains "
+                          "copies so that your model is left as it was") from e
+    first = to_device(first, device)
+    try:
+        with torch.no_grad():
+            probe(first[0][:2])
+        runs = True
+    except Exception:
+        runs = False  # run_trace explains a failing forward, layer by layer
+    num_classes = _num_classes(probe, first[0], num_classes) or int(first[1].max()) + 1
     check_batch(first, num_classes)
-    _check_loss(loss_fn, model, to_device(first, device), num_classes)
-    opt = optimizer_factory(copy.deepcopy(model).parameters())
+    _check_loss(loss_fn, probe, first)
+    opt = optimizer_factory(probe.parameters())
     if not isinstance(opt, torch.optim.Optimizer):
         raise DoctorError(f"optimizer_factory(params) returned a {type(opt).__name__}; expected a "
                           "torch.optim.Optimizer")
+    if step is not None and runs:  # once, on a copy: a step that cannot run is named here, not deep inside a check
+        try:
+            step_loss(step(probe.train(), first, opt))
+        except DoctorError:
+            raise
+        except Exception as e:
+            raise DoctorError(f"step(model, batch, optimizer) raised {type(e).__name__}: {e}") from e
     if val_loader is not None:
         check_batch(_first_batch(val_loader, "val_loader"), num_classes, "val_loader")
     s = settings_of(settings)

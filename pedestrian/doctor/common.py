@@ -7,7 +7,6 @@ A check sees its subject only through `Subject`'s methods, so the same check ser
 
 from __future__ import annotations
 
-import copy
 import importlib
 import logging
 import random
@@ -23,7 +22,6 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-STATUSES = ("pass", "warn", "fail", "skip")
 CHECKS = ("run_trace", "inputs", "init_loss", "overfit_batch", "modes", "grad_dependency", "training_step",
           "known_results")
 
@@ -126,8 +124,7 @@ class Subject:
         return None
 
     def class_names(self) -> list[str]:
-        return ["no pedestrian", "pedestrian"] if self.num_classes == 2 else [f"y={k}" for k in
-                                                                              range(self.num_classes)]
+        return [f"y={k}" for k in range(self.num_classes)]
 
     def eval_inputs(self, n: int) -> Tensor:
         """n held-out inputs, normalised, on the device (for direct probes of the model in eval mode)."""
@@ -160,8 +157,38 @@ def modes_during(net: nn.Module, fn: Callable):
     return out, sorted({n or "(model)" for s in seen for n in s})
 
 
-def fresh_copy(module: nn.Module, device: torch.device) -> nn.Module:
-    return copy.deepcopy(module).to(device)
+def rebuild(batch, items):
+    """A tuple, list or namedtuple like `batch`, holding `items`."""
+    items = list(items)
+    if hasattr(batch, "_fields"):
+        return type(batch)(*items)
+    return tuple(items) if isinstance(batch, tuple) else items
+
+
+def dropout_off(module: nn.Module) -> None:
+    """Every dropout layer (Dropout, Dropout1d/2d/3d, AlphaDropout...) to p=0: the overfit setting."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.p = 0.0
+
+
+def pick(labels: np.ndarray, k: int, seed: int) -> list[int]:
+    """k indices, seeded: one of each class first (up to k), then whatever comes; sorted."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    picked: list[int] = []
+    for c in np.unique(labels)[:k]:
+        picked += [int(i) for i in order if labels[i] == c][:1]
+    picked += [int(i) for i in order if int(i) not in picked][: k - len(picked)]
+    return sorted(picked[:k])
+
+
+@torch.no_grad()
+def eval_probs(module: nn.Module, x: Tensor, chunk: int = 256, device: torch.device | None = None) -> np.ndarray:
+    """Class probabilities (N, K) of inputs x in eval mode (set directly), `chunk` inputs per forward."""
+    module.train(False)
+    out = [torch.softmax(module(x[i:i + chunk].to(device or x.device)).float(), 1).cpu()
+           for i in range(0, len(x), chunk)]
+    return torch.cat(out).numpy()
 
 
 def to_device(batch, device: torch.device):
@@ -169,7 +196,7 @@ def to_device(batch, device: torch.device):
     if isinstance(batch, Tensor):
         return batch.to(device)
     if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(b, device) for b in batch)
+        return rebuild(batch, (to_device(b, device) for b in batch))
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
     return batch
@@ -200,8 +227,8 @@ def run_checks(subject: Subject, checks: Sequence[str], console=None) -> list[Ch
         t0 = time.time()
         try:
             r = importlib.import_module(f"pedestrian.doctor.{name}").check(subject)
-        except DoctorError:
-            raise
+        except DoctorError as e:  # this check cannot examine what it got (e.g. too few batches to hold out)
+            r = CheckResult(name, "skip", f"skipped: {e}", "cannot_examine", str(e))
         except Exception as e:  # a check that crashes is a finding, not a reason to stop the others
             r = CheckResult(name, "fail", f"the check crashed: {type(e).__name__}: {str(e)[:200]}", "crashed",
                             traceback.format_exc(), ["read the traceback in doctor.json"],

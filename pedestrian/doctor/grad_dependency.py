@@ -50,7 +50,7 @@ def loss_leak(loss_fn, logits: torch.Tensor, y: torch.Tensor, samples: list[int]
     for i in samples:
         z = logits.detach().clone().requires_grad_(True)
         (g,) = torch.autograd.grad(loss_fn(z, y), z)
-        others = torch.ones(len(y), dtype=torch.bool)
+        others = torch.ones(len(y), dtype=torch.bool, device=y.device)
         others[i] = False
         z2 = logits.detach().clone()
         z2[others] = torch.randn(int(others.sum()), logits.shape[1], generator=gen).to(z2) * 3
@@ -76,8 +76,8 @@ def check(subject) -> CheckResult:
     # The loss probe gets moderate logits (the batch's real labels): saturated outputs of a broken model would
     # give exactly zero gradients and hide what the loss function itself does.
     k = subject.num_classes
-    logits = torch.randn(n, k, generator=torch.Generator().manual_seed(subject.seed))
-    l_leak, weakest = loss_leak(module.loss_fn, logits, y.cpu(), samples, k, subject.seed)
+    logits = torch.randn(n, k, generator=torch.Generator().manual_seed(subject.seed)).to(x.device)
+    l_leak, weakest = loss_leak(module.loss_fn, logits, y, samples, k, subject.seed)
     tol = float(s.tolerance)
     details = {"batch_size": n, "samples": samples, "model_leak": m_leak, "loss_leak": l_leak,
                "smallest_own_gradient": weakest, "tolerance": tol}

@@ -45,6 +45,8 @@ FIXES = {
 }
 
 
+MAX_LINEAR_FEATURES = 16384  # the linear baseline on large inputs: every k-th value, at most this many
+
 # -- the baselines ----------------------------------------------------------------------------------------------
 def majority_baseline(train_labels: np.ndarray, eval_labels: np.ndarray) -> float:
     """Accuracy of always predicting the most common training class."""
@@ -60,7 +62,8 @@ def linear_baseline(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    flat = lambda a: np.asarray(a, dtype=np.float32).reshape(len(a), -1) / 255.0  # noqa: E731
+    stride = max(1, -(-int(np.prod(np.shape(train_x)[1:])) // MAX_LINEAR_FEATURES))  # every k-th input value
+    flat = lambda a: np.asarray(a, dtype=np.float32).reshape(len(a), -1)[:, ::stride] / 255.0  # noqa: E731
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=300, random_state=seed))
     model.fit(flat(train_x), np.asarray(train_y))
     x, y = flat(eval_x), np.asarray(eval_y)
@@ -82,14 +85,18 @@ def leak_baseline(x: np.ndarray, y: np.ndarray, num_classes: int, threshold: flo
     if len(y) - half < min_eval:
         return {**out, "note": f"{len(y)} samples: too few to tell"}
     fit, ev = x[:half], x[half:]
-    lo, width = fit.min(0), (fit.max(0) - fit.min(0)) / bins
-    width[width == 0] = 1.0
-    f = np.arange(x.shape[1])
-    b_fit = np.clip(((fit - lo) / width).astype(np.int64), 0, bins - 1)
-    b_ev = np.clip(((ev - lo) / width).astype(np.int64), 0, bins - 1)
-    counts = np.bincount(((f[None, :] * bins + b_fit) * num_classes + y[:half, None]).ravel(),
-                         minlength=len(f) * bins * num_classes).reshape(len(f), bins, num_classes)
-    acc = (counts.argmax(2)[f[None, :], b_ev] == y[half:, None]).mean(0)
+    acc = np.empty(x.shape[1])
+    step = max(1, 2**22 // (bins * num_classes + half))  # features at a time: bounded memory for large inputs
+    for s in range(0, x.shape[1], step):
+        f, e = fit[:, s:s + step], ev[:, s:s + step]
+        lo, width = f.min(0), (f.max(0) - f.min(0)) / bins
+        width[width == 0] = 1.0
+        cols = np.arange(f.shape[1])
+        b_fit = np.clip(((f - lo) / width).astype(np.int64), 0, bins - 1)
+        b_ev = np.clip(((e - lo) / width).astype(np.int64), 0, bins - 1)
+        counts = np.bincount(((cols[None, :] * bins + b_fit) * num_classes + y[:half, None]).ravel(),
+                             minlength=len(cols) * bins * num_classes).reshape(len(cols), bins, num_classes)
+        acc[s:s + step] = (counts.argmax(2)[cols[None, :], b_ev] == y[half:, None]).mean(0)
     best = int(acc.argmax())
     leak = bool(acc[best] >= threshold and (1 - acc[best]) <= 0.2 * (1 - majority))
     return {**out, "leak": leak, "accuracy": float(acc[best]), "feature": best}

@@ -14,9 +14,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 
-from pedestrian.doctor.common import CheckResult
+from pedestrian.doctor.common import CheckResult, eval_probs
 
 FIXES = {
     "evaluated_in_train_mode": ["call model.eval() before evaluating or predicting (and model.train() before "
@@ -34,14 +33,6 @@ FIXES = {
 }
 
 
-@torch.no_grad()
-def direct_probs(module, x: torch.Tensor, chunk: int) -> np.ndarray:
-    """Class probabilities for normalised inputs x, in eval mode set directly, `chunk` inputs per forward."""
-    module.train(False)
-    out = [torch.softmax(module(x[i:i + chunk]).float(), 1) for i in range(0, len(x), chunk)]
-    return torch.cat(out).cpu().numpy()
-
-
 def check(subject) -> CheckResult:
     t0 = time.time()
     module = subject.fresh()
@@ -57,9 +48,9 @@ def check(subject) -> CheckResult:
     n = min(len(p1), int(subject.settings.modes.n_images))
     x = subject.eval_inputs(n)
     ref = subject.fresh()
-    d1 = direct_probs(ref, x, chunk=len(x))
-    model_gap = float(np.abs(direct_probs(ref, x, chunk=len(x)) - d1).max())
-    rev = subject.score(direct_probs(ref, x.flip(0), chunk=7)[::-1])
+    d1 = eval_probs(ref, x, chunk=len(x))
+    model_gap = float(np.abs(eval_probs(ref, x, chunk=len(x)) - d1).max())
+    rev = subject.score(eval_probs(ref, x.flip(0), chunk=7)[::-1])
     consistent_gap = float(np.abs(rev - p1[:n]).max())
     details = {"path": subject.modes_note(), "n": len(p1), "layers_in_train_mode": training_layers,
                "deterministic_max_diff": repeat_gap, "model_repeat_max_diff": model_gap,

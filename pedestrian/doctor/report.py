@@ -87,7 +87,10 @@ class Report:
         return exit_code(self.results)
 
     def __getitem__(self, check: str) -> CheckResult:
-        return next(r for r in self.results if r.check == check)
+        for r in self.results:
+            if r.check == check:
+                return r
+        raise KeyError(f"{check!r} was not run; the report has {[r.check for r in self.results]}")
 
     @classmethod
     def of_stage(cls, cfg: DictConfig, results: list[CheckResult], seconds: float) -> Report:
@@ -130,8 +133,10 @@ class Report:
             ok = "[green]caught[/green]" if v["caught"] else "[red]NOT caught[/red]"
             console.print(f"bug {v['name']}: {ok} by {v['check']} (expected {v['diagnosis']}, got {v['got']}). "
                           f"In the wild: {v['in_the_wild']}")
-        console.print(f"{len(self.results) - len(self.failures)}/{len(self.results)} checks without failure; "
-                      f"report: {self.out_dir / 'doctor.json'}")
+        skipped = [r.check for r in self.results if r.status == "skip"]
+        console.print(f"{len(self.passed) + len(self.warnings)}/{len(self.results)} checks without failure"
+                      + (f" ({len(skipped)} skipped: {', '.join(skipped)})" if skipped else "")
+                      + f"; report: {self.out_dir / 'doctor.json'}")
 
     def to_dict(self) -> dict:
         from pedestrian.core.train import machine

@@ -183,7 +183,8 @@ def trace(module, x: Tensor, y: Tensor) -> tuple[list[dict], dict]:
         loss = module.loss_fn(logits, y)
         phase = "backward pass"
         loss.backward()
-    except (RuntimeError, ValueError, TypeError, IndexError, torch.OutOfMemoryError) as e:
+    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError, AttributeError, KeyError,
+            torch.OutOfMemoryError) as e:
         where = tracer.failing_layer() if phase == "forward pass" else None
         failure = {"error": classify_error(e), "where": where, "phase": phase, "exception": e}
     finally:

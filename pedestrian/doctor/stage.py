@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from pedestrian.doctor.common import Subject, modes_during, quiet_lightning, run_checks
+from pedestrian.doctor.common import Subject, dropout_off, modes_during, pick, quiet_lightning, run_checks
 
 
 class _Batches(L.LightningDataModule):
@@ -88,12 +88,7 @@ class StageSubject(Subject):
         from pedestrian.data.datamodule import ArrayDataset
 
         images, labels, _ = self.dm.train_images_labels()
-        order = np.random.default_rng(self.seed).permutation(len(labels))
-        picked: list[int] = []
-        for c in np.unique(labels):  # one of each class first, then whatever comes
-            picked += [int(i) for i in order if labels[i] == c][:1]
-        picked += [int(i) for i in order if int(i) not in picked][: k - len(picked)]
-        return ArrayDataset(images, labels).__getitems__(sorted(picked[:k]))
+        return ArrayDataset(images, labels).__getitems__(pick(labels, k, self.seed))
 
     def training_batches(self, n: int) -> list:
         out = []
@@ -124,9 +119,7 @@ class StageSubject(Subject):
     def train_steps(self, module, batches, plain=False, on_step_start=None, on_step_end=None) -> None:
         if plain:
             module.optim_cfg.update(weight_decay=0.0, scheduler="none")
-            for m in module.modules():
-                if isinstance(m, nn.Dropout):
-                    m.p = 0.0
+            dropout_off(module)
         # A caller that asked for deterministic kernels (training_step) keeps them: the Trainer would reset them.
         keep = {"deterministic": "warn"} if torch.are_deterministic_algorithms_enabled() else {}
         trainer = self.trainer(max_epochs=1, max_steps=len(batches), limit_val_batches=0, log_every_n_steps=1,
@@ -149,7 +142,9 @@ class StageSubject(Subject):
     def class_names(self) -> list[str]:
         dm = self.dm  # a folder's class map, else the project's convention (1 = pedestrian)
         names = getattr(dm, "class_names", None) or getattr(getattr(dm, "class_map", None), "classes", None)
-        return [str(n) for n in names] if names else super().class_names()
+        if names:
+            return [str(n) for n in names]
+        return ["no pedestrian", "pedestrian"] if self.num_classes == 2 else super().class_names()
 
     def eval_inputs(self, n: int) -> Tensor:
         ds = self.dm.eval_dataset(self.split)

@@ -9,8 +9,9 @@ batches, watched from outside:
     at the same weights (else: `optimizer.zero_grad()` is missing and gradients pile up);
   * the layers that behave differently in training (batch norm, dropout) are in training mode during the step
     (else: a `model.eval()` left on);
-  * the learning rate moves the weights usefully: along the first step's update, a step 1000x longer must not
-    lower the loss on another batch more than the step itself does (else: the learning rate is far too low).
+  * the learning rate is not far too low: along the first step's update, the loss on the next batch is measured
+    at 1, 10, ... 10000 times the update; when 1000x or more is best, and gains over ten times what the step
+    itself did and over 1% of the loss, the learning rate is far too low.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ FIXES = {
     "grads_accumulate": ["call optimizer.zero_grad() once per step, before loss.backward(): PyTorch adds new "
                          "gradients to the old ones",
                          "(accumulating over several batches on purpose? then step and zero every k batches)"],
-    "trained_in_eval_mode": ["call model.train() before training (and after any evaluation, which calls "
-                             "model.eval()): batch norm and dropout behave differently in each mode"],
+    "trained_in_eval_mode": ["the step (or something it calls, e.g. a quick evaluation) puts layers in eval mode: "
+                             "call model.train() before the forward pass that trains, and after any evaluation",
+                             "batch norm and dropout behave differently in each mode"],
     "lr_too_low": ["raise the learning rate (a coarse-to-fine search: try 10x steps first)",
                    "check the learning rate the optimizer really got: a typo (1e-7 for 1e-3), a schedule or warm-up "
                    "stuck at its start"],
@@ -120,7 +122,7 @@ def line_search(subject, run: dict, batch, factors) -> dict[float, float]:
     return out
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+def _distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).float().norm())
 
 
@@ -133,7 +135,7 @@ def check(subject) -> CheckResult:
         a = watched_steps(subject, batches, clear_between=False)
         b = watched_steps(subject, batches, clear_between=True)
     names = list(a["before"])
-    moved = {n: _rel(a["after"][n], a["before"][n]) for n in names}
+    moved = {n: _distance(a["after"][n], a["before"][n]) for n in names}
     unchanged = [n for n in names if moved[n] == 0]
     no_grad = [n for n in unchanged if n not in a["grads"]]
     # A gradient that is rounding noise (a conv bias right before batch norm has none in exact arithmetic, ~1e-10
@@ -141,7 +143,7 @@ def check(subject) -> CheckResult:
     floor = 1e-6 * max(a["grads"].values(), default=0.0)
     grad_but_still = [n for n in unchanged if a["grads"].get(n, 0.0) > floor]
     total_move = sum(moved.values())
-    accumulate = sum(_rel(a["after"][n], b["after"][n]) for n in names) / max(total_move, 1e-30)
+    accumulate = sum(_distance(a["after"][n], b["after"][n]) for n in names) / max(total_move, 1e-30)
     factors = [float(f) for f in s.lr_factors]
     curve = line_search(subject, a, batches[1], factors) if total_move > 0 else {}
     if curve and min(curve.values()) < 0:
