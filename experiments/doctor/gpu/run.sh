@@ -2,13 +2,7 @@
 # One device call: the doctor on a GPU. The casebook (bug-free and buggy user models through diagnose(), on
 # cuda) and the bug zoo's training-step bugs on the ResNet stage with trainer=gpu. Results in $OUT.
 set -u
-T0=$SECONDS
-export PYTHONUNBUFFERED=1 WANDB_MODE=offline WANDB_SILENT=true
-[ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
-export PYTHONPATH=/tmp/site:$PWD
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
-python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
-echo "setup $((SECONDS-T0)) s"
+source experiments/gpu/setup.sh
 timeout ${LIMIT:-150} python3 -m pedestrian.doctor.casebook --device ${DEVICE:-cuda} --out /tmp/cb > $OUT/casebook.log 2>&1
 echo "casebook rc=$? $((SECONDS-T0)) s"
 cp /tmp/cb/casebook.md /tmp/cb/casebook.json $OUT/ 2>/dev/null

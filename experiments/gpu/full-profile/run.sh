@@ -2,13 +2,7 @@
 # One device call: the full profile's ladder (64 px, 10k then 250k training images) on one GPU, as two
 # processes side by side (the four 10k stages; the 250k chain and night), then its report. Results in $OUT.
 set -u
-T0=$SECONDS
-export PYTHONUNBUFFERED=1 WANDB_MODE=offline WANDB_SILENT=true
-[ -n "${SKIP_PIP:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
-export PYTHONPATH=/tmp/site:$PWD
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
-python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
-echo "setup $((SECONDS-T0)) s"
+source experiments/gpu/setup.sh
 LIMIT=${LIMIT:-500}
 R=/tmp/ladder-full
 C="profile=${PROFILE:-full} trainer=gpu logger=csv data.root=/tmp/data"
