@@ -84,3 +84,9 @@ def test_the_walk_sees_imports_at_any_depth():
     assert ("pedestrian.data.folder", "pedestrian.base.errors") in found
     assert ("pedestrian.core.train", "pedestrian.core.bugs") in found  # inside train.build
     assert ("pedestrian.__main__", "pedestrian.core.train") in found  # inside main()
+
+
+def test_every_folder_of_the_package_is_a_regular_package():
+    """setuptools' find_packages (pyproject.toml) skips a folder without __init__.py: a wheel would lack it."""
+    folders = {p.parent for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    assert [str(f.relative_to(PACKAGE)) for f in sorted(folders) if not (f / "__init__.py").exists()] == []

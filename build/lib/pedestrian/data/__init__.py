@@ -1,0 +1,1 @@
+"""Data: the street-scene renderer, its cache, folder datasets, augmentation and the datamodule."""
