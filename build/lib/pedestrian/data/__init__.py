@@ -1,1 +1,0 @@
-"""Data: the street-scene renderer, its cache, folder datasets, augmentation and the datamodule."""
