@@ -117,6 +117,7 @@ class ModelSubject(Subject):
         self.out_dir, self.device, self.name, self.pretrained = out_dir, device, name, pretrained
         self._batches: list = []
         self._iter = None
+        self._split: tuple | None = None
 
     # -- the loader, read once, in order --------------------------------------------------------------
     def _read(self) -> bool:
@@ -198,7 +199,7 @@ class ModelSubject(Subject):
         """(held-out inputs, labels, training batches): the val loader's first known.n_holdout samples and the
         training loader's first known.max_train_samples; without a val loader, the training loader's first
         batches are held out (at most half of what it holds) and the batches after them train."""
-        if getattr(self, "_split", None) is None:
+        if self._split is None:
             s = self.settings.known
             n_hold, n_train = int(s.n_holdout), int(s.max_train_samples)
             if self.val_loader is not None:
